@@ -1,0 +1,144 @@
+"""Configuration dataclasses. The whole `ExperimentConfig` is saved with every checkpoint (as JSON)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from tgo_errors import UsageError
+
+METHODS = ("vanilla", "mc", "nlif", "tgo")  # the paper's ablation: no TGO, membrane constraint only, noisy LIF only, both
+ARCHS = ("mlp", "convnet", "vgg11", "wrn16")
+ENCODINGS = ("direct", "rate")
+ADV_KINDS = ("none", "fgsm", "pgd")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    data_dir: Optional[str] = None      # folder for torchvision datasets (MNIST, Fashion-MNIST, CIFAR)
+    test_fraction: float = 0.25          # bundled sets only: held-out stratified split
+    split_seed: int = 0                  # bundled sets only: the split is fixed by this seed, not by the run seed
+
+
+@dataclass
+class NeuronConfig:
+    """Norse LIF parameters (units: 1/s, s, and membrane units with v_leak = v_reset = 0)."""
+    tau_syn_inv: float = 200.0
+    tau_mem_inv: float = 100.0
+    dt: float = 1e-3
+    v_th: float = 1.0
+    sigma: float = 0.0                  # std of the Gaussian threshold noise (set from tgo.sigma by the method)
+    noise_at_inference: bool = True     # the deployed neuron is stochastic, so noise stays on in eval() by default
+    surrogate: str = "superspike"       # see train.surrogate.SURROGATES
+    alpha: float = 2.0                  # surrogate sharpness (in 1/membrane units)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "mlp"
+    hidden: List[int] = field(default_factory=lambda: [128])   # mlp: hidden widths; convnet: channels
+    timesteps: int = 8
+    encoding: str = "direct"
+
+
+@dataclass
+class TGOConfig:
+    method: str = "tgo"
+    lambda_max: float = 8.0              # weight of sum_l C_l at the end of the ramp (C_l is a per-neuron mean)
+    delta: float = 0.3                   # half-width of the guarded band around the threshold (membrane units)
+    sigma: float = 0.15                  # NLIF noise std (membrane units) for methods nlif and tgo
+    ramp_epochs: Optional[int] = None    # cosine ramp length; None = over all epochs
+
+
+@dataclass
+class AdvTrainConfig:
+    kind: str = "none"                   # none | fgsm | pgd
+    eps: float = 0.1                     # L-inf, input units [0, 1]
+    steps: int = 5                       # pgd only
+    step_size: Optional[float] = None    # pgd only; None = 2.5 * eps / steps
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"                 # cpu | cuda | auto
+    amp: bool = True                     # mixed precision on CUDA only
+
+
+@dataclass
+class ExperimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tgo: TGOConfig = field(default_factory=TGOConfig)
+    adv: AdvTrainConfig = field(default_factory=AdvTrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: Dict[str, Any]) -> "ExperimentConfig":
+        """Rebuild from `to_dict()` output; unknown or missing fields are a UsageError."""
+        try:
+            return cls(**{name: kind(**raw[name]) for name, kind in _SECTIONS.items()})
+        except (KeyError, TypeError) as err:
+            raise UsageError(f"configuration is not a tgo ExperimentConfig ({err})") from None
+
+    def validate(self) -> "ExperimentConfig":
+        """Check every value a user can set; raise UsageError naming the first bad one."""
+        n, m, t, a, o = self.neuron, self.model, self.tgo, self.adv, self.optim
+        checks = [
+            (m.arch in ARCHS, f"unknown architecture '{m.arch}' (choose from {', '.join(ARCHS)})"),
+            (m.encoding in ENCODINGS, f"unknown encoding '{m.encoding}' (choose from {', '.join(ENCODINGS)})"),
+            (t.method in METHODS, f"unknown method '{t.method}' (choose from {', '.join(METHODS)})"),
+            (a.kind in ADV_KINDS, f"unknown adversarial training '{a.kind}' (choose from {', '.join(ADV_KINDS)})"),
+            (m.timesteps >= 1, f"timesteps must be >= 1, got {m.timesteps}"),
+            (all(h >= 1 for h in m.hidden) and len(m.hidden) >= 1, f"hidden sizes must be >= 1, got {m.hidden}"),
+            (n.sigma >= 0 and t.sigma >= 0, f"sigma must be >= 0, got {t.sigma}"),
+            (n.v_th > 0, f"v_th must be > 0, got {n.v_th}"),
+            (n.alpha > 0, f"surrogate alpha must be > 0, got {n.alpha}"),
+            (n.dt > 0 and n.tau_syn_inv > 0 and n.tau_mem_inv > 0, "dt, tau_syn_inv and tau_mem_inv must be > 0"),
+            (n.dt * n.tau_syn_inv <= 1 and n.dt * n.tau_mem_inv <= 1,
+             "dt * tau_inv must be <= 1 (a decay of more than 4096/4096 per step cannot map to Loihi)"),
+            (t.lambda_max >= 0, f"lambda_max must be >= 0, got {t.lambda_max}"),
+            (t.delta > 0, f"delta must be > 0, got {t.delta}"),
+            (t.ramp_epochs is None or t.ramp_epochs >= 1, f"ramp_epochs must be >= 1, got {t.ramp_epochs}"),
+            (0 <= a.eps <= 1, f"adversarial eps must be in [0, 1], got {a.eps}"),
+            (a.steps >= 1, f"adversarial steps must be >= 1, got {a.steps}"),
+            (o.epochs >= 1, f"epochs must be >= 1, got {o.epochs}"),
+            (o.batch_size >= 1, f"batch size must be >= 1, got {o.batch_size}"),
+            (o.lr > 0, f"learning rate must be > 0, got {o.lr}"),
+            (o.weight_decay >= 0, f"weight decay must be >= 0, got {o.weight_decay}"),
+            (o.device in ("cpu", "cuda", "auto"), f"unknown device '{o.device}' (choose cpu, cuda or auto)"),
+            (0 < self.data.test_fraction < 1, f"test fraction must be in (0, 1), got {self.data.test_fraction}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+        return self
+
+
+_SECTIONS = {"data": DataConfig, "neuron": NeuronConfig, "model": ModelConfig,
+             "tgo": TGOConfig, "adv": AdvTrainConfig, "optim": OptimConfig}
+
+
+def apply_method(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Resolve `cfg.tgo.method` into the two knobs: constraint weight and neuron noise.
+
+    vanilla: lambda_max = 0, sigma = 0; mc: sigma = 0; nlif: lambda_max = 0; tgo: both as configured.
+    """
+    method = cfg.tgo.method
+    if method in ("vanilla", "nlif"):
+        cfg.tgo.lambda_max = 0.0
+    cfg.neuron.sigma = cfg.tgo.sigma if method in ("nlif", "tgo") else 0.0
+    return cfg

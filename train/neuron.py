@@ -1,0 +1,91 @@
+"""The one LIF neuron of tgo: Norse's current-based LIF with an optional Gaussian threshold noise.
+
+Dynamics per step (Norse `lif_feed_forward_step` with v_leak = v_reset = 0; `x` is the synaptic input):
+    i[t]   = (1 - d_syn) * i[t-1] + x[t]          d_syn = dt * tau_syn_inv
+    v[t]   = (1 - d_mem) * v[t-1] + d_mem * i[t]  d_mem = dt * tau_mem_inv
+    z[t]   = H(v[t] + eta[t] - v_th)              eta ~ N(0, sigma^2): the stochastic threshold (NLIF)
+    v[t]  <- v[t] * (1 - z[t])                    reset to 0
+`v[t]` before the reset is the pre-spike potential that the TGO loss guards.
+
+Exact map onto Loihi's CUBA neuron (lava `PyLifModelBitAcc`), for a per-layer scale S:
+    iDecay = round(4096 d_syn), vDecay = round(4096 d_mem)    (train with these rounded decays: `loihi_decay`)
+    w_file = round(W * d_mem * S), vThMant = v_th * S, u_Loihi = 64 S d_mem i, v_Loihi = 64 S v,
+    eta_Loihi = 64 S eta (state units). Loihi spikes on `v > vThMant << 6`, strict, as `H` here.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+
+from train.config import NeuronConfig
+from train.surrogate import spike
+
+
+def loihi_decay(dt: float, tau_inv: float) -> int:
+    """Loihi's 12-bit decay for a Norse time constant: round(4096 * dt * tau_inv), an int in [0, 4096]."""
+    return int(round(4096 * dt * tau_inv))
+
+
+class LIFState(NamedTuple):
+    i: torch.Tensor  # synaptic current after this step's input, [batch, ...]
+    v: torch.Tensor  # membrane potential after reset, [batch, ...]
+
+
+def noisy_lif_step(x: torch.Tensor, state: LIFState, syn_decay: float, mem_decay: float, v_th: float,
+                   noise: Optional[torch.Tensor], surrogate: str, alpha: float
+                   ) -> Tuple[torch.Tensor, LIFState, torch.Tensor]:
+    """One step. x, noise: [batch, ...] membrane units; decays are fractions per step (k/4096).
+
+    Returns (spikes z, new state, pre-spike potential v before noise and reset).
+    """
+    i = state.i * (1.0 - syn_decay) + x
+    v = state.v * (1.0 - mem_decay) + mem_decay * i
+    drive = v - v_th if noise is None else v + noise - v_th
+    z = spike(drive, surrogate, alpha)
+    return z, LIFState(i, v * (1.0 - z)), v
+
+
+class NoisyLIF(nn.Module):
+    """LIF layer over a whole sequence: currents [T, batch, ...] -> spikes [T, batch, ...].
+
+    After each forward, `potentials` holds the pre-spike potentials [T, batch, ...] (for the TGO loss and
+    diagnostics) and `spikes` the output. Noise is drawn when sigma > 0 and (training or `noise_at_inference`), from `generator`
+    when one is set (`SpikingNetwork.reseed_noise`), else from torch's global generator.
+    """
+
+    def __init__(self, cfg: NeuronConfig):
+        super().__init__()
+        self.syn_decay = loihi_decay(cfg.dt, cfg.tau_syn_inv) / 4096
+        self.mem_decay = loihi_decay(cfg.dt, cfg.tau_mem_inv) / 4096
+        self.v_th = cfg.v_th
+        self.sigma = cfg.sigma
+        self.noise_at_inference = cfg.noise_at_inference
+        self.surrogate, self.alpha = cfg.surrogate, cfg.alpha
+        self.generator: Optional[torch.Generator] = None
+        self.potentials: Optional[torch.Tensor] = None
+        self.spikes: Optional[torch.Tensor] = None
+
+    @property
+    def noisy(self) -> bool:
+        return self.sigma > 0 and (self.training or self.noise_at_inference)
+
+    def forward(self, currents: torch.Tensor) -> torch.Tensor:
+        state = LIFState(torch.zeros_like(currents[0]), torch.zeros_like(currents[0]))
+        noise = None
+        if self.noisy:
+            noise = self.sigma * torch.randn(currents.shape, generator=self.generator,
+                                             device=currents.device, dtype=currents.dtype)
+        spikes, potentials = [], []
+        for t in range(currents.shape[0]):
+            z, state, v = noisy_lif_step(currents[t], state, self.syn_decay, self.mem_decay, self.v_th,
+                                         None if noise is None else noise[t], self.surrogate, self.alpha)
+            spikes.append(z)
+            potentials.append(v)
+        self.potentials, self.spikes = torch.stack(potentials), torch.stack(spikes)
+        return self.spikes
+
+    def extra_repr(self) -> str:
+        return (f"d_syn={self.syn_decay * 4096:.0f}/4096, d_mem={self.mem_decay * 4096:.0f}/4096, "
+                f"v_th={self.v_th}, sigma={self.sigma}, surrogate={self.surrogate}({self.alpha})")
