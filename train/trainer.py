@@ -100,6 +100,7 @@ def train(cfg: ExperimentConfig, out_dir: Path, resume: bool = False, show_progr
     cfg.validate()
     device = resolve_device(cfg.optim.device)
     data = load_dataset(cfg.data)
+    torch.manual_seed(cfg.optim.seed)  # initial weights
     model = build_model(cfg.model, cfg.neuron, data.input_shape, data.num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.optim.epochs)

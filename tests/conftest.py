@@ -1,0 +1,34 @@
+"""Shared fixtures: small trained digits checkpoints, built once per test session."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from train.config import ExperimentConfig, apply_method
+from train.trainer import train
+
+
+def digits_config(method: str = "tgo", epochs: int = 40, seed: int = 0, **sections) -> ExperimentConfig:
+    """The default digits MLP config for `method`; `sections` override fields, e.g. optim={'lr': 0.01}."""
+    cfg = ExperimentConfig()
+    cfg.tgo.method = method
+    cfg.optim.epochs, cfg.optim.seed, cfg.optim.device = epochs, seed, "cpu"
+    for section, values in sections.items():
+        for key, value in values.items():
+            setattr(getattr(cfg, section), key, value)
+    return apply_method(cfg)
+
+
+def train_quietly(cfg: ExperimentConfig, out: Path, **kwargs):
+    return train(cfg, out, show_progress=False, log=lambda *_: None, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> dict:
+    """Full-length digits runs (about 4 s each): {'vanilla': (run_dir, metrics), 'tgo': (run_dir, metrics)}."""
+    runs = {}
+    for method in ("vanilla", "tgo"):
+        out = tmp_path_factory.mktemp(f"run-{method}")
+        runs[method] = (out, train_quietly(digits_config(method), out))
+    return runs
