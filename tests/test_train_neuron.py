@@ -21,7 +21,7 @@ def test_step_on_hand_computed_numbers():
     state = LIFState(torch.zeros(1), torch.zeros(1))
     expected = [(0.0, 0.1), (1.0, 0.27), (0.0, 0.244)]  # (spike, pre-spike v) with d_syn 0.2, d_mem 0.1, v_th .25
     for z_ref, v_ref in expected:
-        z, state, v = noisy_lif_step(x, state, 0.2, 0.1, 0.25, None, "superspike", 2.0)
+        z, state, v = noisy_lif_step(x, state, 0.2, 0.1, 0.25, "superspike", 2.0)
         assert float(z) == z_ref and float(v) == pytest.approx(v_ref)
         assert float(state.v) == pytest.approx(0.0 if z_ref else v_ref)
 

@@ -33,17 +33,17 @@ class LIFState(NamedTuple):
     v: torch.Tensor  # membrane potential after reset, [batch, ...]
 
 
-def noisy_lif_step(x: torch.Tensor, state: LIFState, syn_decay: float, mem_decay: float, v_th: float,
-                   noise: Optional[torch.Tensor], surrogate: str, alpha: float
+def noisy_lif_step(x: torch.Tensor, state: LIFState, syn_decay: float, mem_decay: float,
+                   threshold: float | torch.Tensor, surrogate: str, alpha: float
                    ) -> Tuple[torch.Tensor, LIFState, torch.Tensor]:
-    """One step. x, noise: [batch, ...] membrane units; decays are fractions per step (k/4096).
+    """One step. x: [batch, ...] membrane units; decays are fractions per step (k/4096).
 
-    Returns (spikes z, new state, pre-spike potential v before noise and reset).
+    `threshold` is v_th, or the stochastic threshold v_th - eta ([batch, ...]) of the noisy LIF.
+    Returns (spikes z, new state, pre-spike potential v before the reset).
     """
     i = state.i * (1.0 - syn_decay) + x
     v = state.v * (1.0 - mem_decay) + mem_decay * i
-    drive = v - v_th if noise is None else v + noise - v_th
-    z = spike(drive, surrogate, alpha)
+    z = spike(v - threshold, surrogate, alpha)
     return z, LIFState(i, v * (1.0 - z)), v
 
 
@@ -73,14 +73,14 @@ class NoisyLIF(nn.Module):
 
     def forward(self, currents: torch.Tensor) -> torch.Tensor:
         state = LIFState(torch.zeros_like(currents[0]), torch.zeros_like(currents[0]))
-        noise = None
-        if self.noisy:
-            noise = self.sigma * torch.randn(currents.shape, generator=self.generator,
-                                             device=currents.device, dtype=currents.dtype)
+        thresholds = [self.v_th] * currents.shape[0]
+        if self.noisy:  # v + eta > v_th  <=>  v > v_th - eta
+            eta = torch.randn(currents.shape, generator=self.generator, device=currents.device, dtype=currents.dtype)
+            thresholds = self.v_th - self.sigma * eta
         spikes, potentials = [], []
         for t in range(currents.shape[0]):
-            z, state, v = noisy_lif_step(currents[t], state, self.syn_decay, self.mem_decay, self.v_th,
-                                         None if noise is None else noise[t], self.surrogate, self.alpha)
+            z, state, v = noisy_lif_step(currents[t], state, self.syn_decay, self.mem_decay, thresholds[t],
+                                         self.surrogate, self.alpha)
             spikes.append(z)
             potentials.append(v)
         self.potentials, self.spikes = torch.stack(potentials), torch.stack(spikes)

@@ -1,0 +1,77 @@
+"""Time one training step of vanilla vs full TGO (same net, batch and T) in one run and print the ratio.
+
+TGO adds the membrane constraint (a hinge over the recorded potentials) and the threshold noise.
+Usage: python bench/bench_train_step.py [--device cpu|cuda] [--repeats 50]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from train.config import ExperimentConfig, apply_method
+from train.models import build_model
+from train.tgo_loss import total_constraint
+
+
+class Stepper:
+    """One model + optimizer of `method`, able to time a single training step."""
+
+    def __init__(self, method: str, arch: str, hidden, shape, device: str):
+        cfg = ExperimentConfig()
+        cfg.tgo.method, cfg.model.arch, cfg.model.hidden = method, arch, hidden
+        self.cfg = apply_method(cfg)
+        torch.manual_seed(0)
+        self.model = build_model(cfg.model, cfg.neuron, shape, 10).to(device).train()
+        self.model.reseed_noise(0)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.device = device
+
+    def seconds(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        cfg, sync = self.cfg, (torch.cuda.synchronize if self.device == "cuda" else lambda: None)
+        sync()
+        start = time.perf_counter()
+        out = self.model.run(x)
+        loss = F.cross_entropy(out.logits, y)
+        if cfg.tgo.lambda_max > 0:
+            loss = loss + cfg.tgo.lambda_max * total_constraint(out.potentials, cfg.neuron.v_th, cfg.tgo.delta)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        sync()
+        return time.perf_counter() - start
+
+
+def compare(arch: str, hidden, shape, batch: int, device: str, repeats: int):
+    """Median step time of vanilla and TGO, measured alternately so that machine noise hits both alike."""
+    vanilla, tgo = (Stepper(m, arch, hidden, shape, device) for m in ("vanilla", "tgo"))
+    x, y = torch.rand(batch, *shape, device=device), torch.randint(0, 10, (batch,), device=device)
+    times = {"vanilla": [], "tgo": []}
+    for i in range(repeats + 5):
+        for name, stepper in (("vanilla", vanilla), ("tgo", tgo)):
+            t = stepper.seconds(x, y)
+            if i >= 5:  # warm-up
+                times[name].append(t)
+    return statistics.median(times["vanilla"]), statistics.median(times["tgo"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    cases = [("digits MLP 64-128-10", "mlp", [128], (1, 8, 8), 64),
+             ("MNIST MLP 784-512-512-10", "mlp", [512, 512], (1, 28, 28), 128),
+             ("digits convnet 16-32", "convnet", [16, 32], (1, 8, 8), 64)]
+    print(f"device {args.device}, T=8, median of {args.repeats} steps")
+    print(f"{'network':28s} {'batch':>5s} {'vanilla ms':>11s} {'TGO ms':>9s} {'TGO/vanilla':>12s}")
+    for name, arch, hidden, shape, batch in cases:
+        vanilla, tgo = compare(arch, hidden, shape, batch, args.device, args.repeats)
+        print(f"{name:28s} {batch:5d} {vanilla * 1e3:11.2f} {tgo * 1e3:9.2f} {tgo / vanilla:12.2f}x")
+
+
+if __name__ == "__main__":
+    main()
