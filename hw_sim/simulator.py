@@ -1,0 +1,190 @@
+"""Batched bit-exact simulator of a .net file in torch (CPU or CUDA); never imports Lava.
+
+Layers are feed-forward, so the network runs layer by layer over all steps of the sample window at once:
+the synaptic input of every step is one matrix product (or convolution) over [steps * batch] rows, then the
+neuron recurrence loops over the steps. Within a window layer k reads layer k-1's spikes of the same local
+step (the Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`).
+
+All values are integers. Synaptic sums run in floating point, which is exact whenever every partial sum
+stays below 2^24 (float32) or 2^53 (float64): the dtype is chosen per layer from a bound on the sum. Neuron
+states are integers held in float64 (`hw_sim.fixed_point`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from hw_sim import prng
+from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, CubaState, cuba_params, cuba_step, wrap_signed24
+from hw_sim.netfile import Conv, Dense, Layer, NetFile
+
+Device = Union[str, torch.device]
+CPU_CHUNK_ELEMENTS = 1 << 15  # neuron states per batch slice on CPU: 256 KiB per float64 tensor
+
+
+@dataclass
+class Run:
+    """What one simulation (hw_sim or Lava) of a batch of samples produced.
+
+    Every array is indexed [sample, local step, *layer shape] (file order); local step j of layer k is Lava
+    step `offsets[k] + j` of a run that starts the sample at step 0.
+    """
+    spikes: List[torch.Tensor]             # per layer, bool
+    readout_v: torch.Tensor                # v of the last layer, int64, state units
+    u: Optional[List[torch.Tensor]] = None  # per layer, int64 (only when recorded)
+    v: Optional[List[torch.Tensor]] = None  # per layer, int64 (only when recorded)
+
+    def select(self, rows: slice) -> "Run":
+        """The same run restricted to some samples."""
+        def pick(tensors: Optional[List[torch.Tensor]]) -> Optional[List[torch.Tensor]]:
+            return None if tensors is None else [t[rows] for t in tensors]
+        return Run(pick(self.spikes), self.readout_v[rows], pick(self.u), pick(self.v))
+
+
+def encode_inputs(net: NetFile, x: torch.Tensor) -> torch.Tensor:
+    """Graded input spikes of a tgo file: round(clip(x, 0, 1) * Q) for T steps.
+
+    x: [N, *input_shape] or [N, features] floats in [0, 1] (computed in float64, ties round to even).
+    Returns [N, T, *net.input_shape] int32.
+    """
+    meta = net.tgo
+    if meta is None:
+        raise ValueError(f"{net.path}: no /tgo group, so no input encoding; pass spikes instead")
+    x = x.to(torch.float64).reshape(x.shape[0], *net.input_shape)
+    q = torch.round(x.clamp(0.0, 1.0) * meta.input_scale).to(torch.int32)
+    return q.unsqueeze(1).expand(-1, meta.timesteps, *net.input_shape).contiguous()
+
+
+def layer_noise(layer: Layer, steps: int, device: Device = "cpu") -> Optional[torch.Tensor]:
+    """Threshold noise of a stochastic layer for local steps 0..steps-1: [steps, *shape] (state units, integers
+    in STATE_DTYPE), or None for a deterministic layer."""
+    if layer.neuron.noise is None:
+        return None
+    noise = layer.neuron.noise
+    neuron = torch.arange(layer.size, dtype=torch.int64, device=device)[None, :]
+    step = torch.arange(steps, dtype=torch.int64, device=device)[:, None]
+    values = prng.gauss_noise(noise.seed, layer.index, neuron, step, noise.sigma)
+    return values.reshape(steps, *layer.shape).to(STATE_DTYPE)
+
+
+def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, record: bool = False,
+             device: Optional[Device] = None) -> Run:
+    """Run every sample of the batch through the network from zero state.
+
+    spikes: [N, S, *net.input_shape] integer input per step. A first synapse with
+        net.input_message_bits == 0 counts any nonzero value as one spike (as Lava does); a netx input layer
+        receives the values themselves on its neurons' a_in. Steps S..steps-1 get no input.
+    steps: window length per sample (default `net.window(S)`); must exceed S when the first layer has a
+        synapse, so that a sample's input cannot leak into the next sample's window in Lava.
+    record: also keep u and v of every layer.
+    Returns a `Run` whose tensors live on `device` (default: the input's device).
+    """
+    device = torch.device(device) if device is not None else spikes.device
+    count, in_steps = spikes.shape[:2]
+    steps = steps or net.window(in_steps)
+    if tuple(spikes.shape[2:]) != net.input_shape:
+        raise ValueError(f"input shape {tuple(spikes.shape[2:])} does not match the network's {net.input_shape}")
+    if in_steps + net.input_lag > steps:
+        raise ValueError(f"{in_steps} input steps do not fit a window of {steps} steps")
+    x = spikes.to(device).transpose(0, 1)  # time-major [S, N, ...]
+    if net.input_lag and net.input_message_bits == 0:  # a binary synapse counts any nonzero value as a spike
+        x = x != 0
+    low, high = x.aminmax() if x.numel() else (0, 0)
+    max_in = max(-int(low), int(high))
+    exact = torch.float32 if max_in < 2 ** 24 else torch.float64  # holds every input value exactly
+    signal = torch.zeros((steps, count) + net.input_shape, dtype=exact, device=device)
+    signal[net.input_lag:net.input_lag + in_steps] = x
+    traces: List[Tuple[torch.Tensor, ...]] = []
+    for layer in net.layers:
+        traces.append(_run_layer(layer, signal, max_in, record or layer is net.layers[-1]))
+        signal, max_in = traces[-1][0], 1
+
+    def batch_first(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return t.transpose(0, 1).to(dtype)
+
+    run = Run([batch_first(s, torch.bool) for s, _, _ in traces], batch_first(traces[-1][2], torch.int64))
+    if record:
+        run.u = [batch_first(u, torch.int64) for _, u, _ in traces]
+        run.v = [batch_first(v, torch.int64) for _, _, v in traces]
+    return run
+
+
+def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) -> Tuple[torch.Tensor, ...]:
+    """One layer over the window: spikes [steps, N, *shape] (0.0/1.0, float32), and u, v when keep_v."""
+    steps, count = signal.shape[:2]
+    a, bound = _synaptic_input(layer, signal, max_in)
+    bias = torch.as_tensor(layer.bias, device=a.device)
+    params = cuba_params(layer.neuron, bias, bound, steps)
+    if params.wrap or params.saturate:  # the bound may be loose: decide on the input's actual peak
+        low, high = a.aminmax()
+        params = cuba_params(layer.neuron, bias, max(-int(low), int(high)), steps)
+    a6 = a.to(STATE_DTYPE).mul_(1 << STATE_SHIFT)
+    noise = layer_noise(layer, steps, a.device)
+    spikes = torch.empty(a6.shape, dtype=torch.float32, device=a6.device)  # exact 0/1, ready for the next matmul
+    u_all, v_all = (torch.empty_like(a6), torch.empty_like(a6)) if keep_v else (None, None)
+    # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
+    chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
+    for first in range(0, count, chunk):
+        rows = slice(first, first + chunk)
+        state = CubaState.zeros(a6[0, rows])
+        for j in range(steps):
+            cuba_step(state, a6[j, rows], params, spikes[j, rows], None if noise is None else noise[j])
+            if keep_v:
+                u_all[j, rows], v_all[j, rows] = state.u, state.v
+    return spikes, u_all, v_all
+
+
+def logits(net: NetFile, run: Run) -> torch.Tensor:
+    """Readout v at the readout step (tgo files): [N, num_classes] int64, state units."""
+    return run.readout_v[:, net.readout_local_step].reshape(run.readout_v.shape[0], -1)
+
+
+def predict(scores: torch.Tensor) -> torch.Tensor:
+    """Argmax over classes, ties to the lowest index: [N, C] -> [N] int64."""
+    best = scores.max(dim=1, keepdim=True).values
+    index = torch.arange(scores.shape[1], device=scores.device).expand_as(scores)
+    return torch.where(scores == best, index, scores.shape[1]).min(dim=1).values
+
+
+def _exact_dtype(bound: int, device: torch.device) -> torch.dtype:
+    """Float dtype whose sums of integers are exact when no partial sum exceeds `bound` in magnitude."""
+    if bound < 2 ** 24 and device.type == "cpu" and torch.get_float32_matmul_precision() == "highest":
+        return torch.float32
+    if bound < 2 ** 47:  # leaves room for the << 6 into state units
+        return torch.float64
+    raise ValueError(f"synaptic sums up to {bound} cannot be computed exactly")
+
+
+def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int) -> Tuple[torch.Tensor, int]:
+    """Synaptic input of every step, [steps, N, *shape] integers (file units), and a bound on its magnitude.
+
+    signal: [steps, N, *input shape] integers (float), magnitude at most max_in.
+    """
+    steps, count = signal.shape[:2]
+    synapse = layer.synapse
+    if synapse is None:  # netx input layer: the input drives the neurons' a_in directly
+        return signal, max_in
+    weight = torch.as_tensor(synapse.weight, device=signal.device)
+    bound = int(weight.abs().reshape(weight.shape[0], -1).sum(dim=1).max()) * max_in
+    dtype = _exact_dtype(bound, signal.device)
+    rows = signal.reshape(steps * count, *signal.shape[2:]).to(dtype)
+    if isinstance(synapse, Dense):
+        a = rows.reshape(steps * count, -1) @ weight.to(dtype).T
+    else:
+        a = wrap_signed24(_conv(rows, weight.to(dtype), synapse, layer.shape).to(STATE_DTYPE))
+    return a.reshape(steps, count, *layer.shape), min(bound, 1 << 23) if isinstance(synapse, Conv) else bound
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, conv: Conv, shape: Tuple[int, ...]) -> torch.Tensor:
+    """Grouped cross-correlation as unfold + matmul (a plain BLAS sum: exact on integers, unlike Winograd).
+
+    x: [rows, C, H, W]; shape: the output (C', H', W'), as validated by the reader. Returns [rows, *shape].
+    """
+    g = conv.groups
+    cols = F.unfold(x, weight.shape[2:], dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+    cols = cols.reshape(x.shape[0], g, -1, cols.shape[-1])            # [rows, g, in/g * kH * kW, H' * W']
+    kernels = weight.reshape(g, weight.shape[0] // g, -1)             # [g, out/g, in/g * kH * kW]
+    return torch.einsum("gok,rgkl->rgol", kernels, cols).reshape(x.shape[0], *shape)
