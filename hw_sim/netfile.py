@@ -13,7 +13,7 @@ and a first layer with a synapse reads the input of local step j-1.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -149,6 +149,12 @@ class NetFile:
         if self.tgo is None:
             raise UsageError(f"{self.path}: not a tgo file (no /tgo group), so it defines no readout")
         return self.tgo.timesteps
+
+
+def deterministic_net(net: NetFile) -> NetFile:
+    """`net` with the threshold noise of every layer removed (the plain netx LIF)."""
+    layers = tuple(replace(layer, neuron=replace(layer.neuron, noise=None)) for layer in net.layers)
+    return replace(net, layers=layers)
 
 
 def load_net(path: Union[str, Path]) -> NetFile:

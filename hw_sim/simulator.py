@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from hw_sim import prng
-from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, CubaState, cuba_params, cuba_step, wrap_signed24
-from hw_sim.netfile import Conv, Dense, Layer, NetFile
+from hw_sim.fixed_point import (STATE_DTYPE, STATE_SHIFT, UV_LIMIT, CubaState, cuba_params, cuba_step,
+                                 wrap_signed24)
+from hw_sim.netfile import DECAY_UNITY, Conv, Dense, Layer, NetFile
 
 Device = Union[str, torch.device]
 CPU_CHUNK_ELEMENTS = 1 << 15  # neuron states per batch slice on CPU: 256 KiB per float64 tensor
@@ -135,6 +136,17 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) ->
             if keep_v:
                 u_all[j, rows], v_all[j, rows] = state.u, state.v
     return spikes, u_all, v_all
+
+
+def pre_spike_potentials(layer: Layer, u: torch.Tensor, v: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+    """v before the reset, [N, steps, *shape] int64 state units, from a recorded run's u, post-reset v and
+    spikes of one layer. Where a neuron spiked its recorded v is 0; before the reset it was Lava's
+    clip(trunc(v_prev * (4096 - vDecay) / 4096) + u + (bias << 6)) (exact in float64)."""
+    previous = torch.cat([torch.zeros_like(v[:, :1]), v[:, :-1]], dim=1).double()
+    decayed = (previous * ((DECAY_UNITY - layer.neuron.v_decay) / DECAY_UNITY)).trunc()
+    bias = torch.as_tensor(layer.bias, dtype=torch.float64, device=u.device) * (1 << STATE_SHIFT)
+    before = (decayed + u.double() + bias).clamp(-(UV_LIMIT - 1), UV_LIMIT - 1)
+    return torch.where(spikes, before.to(torch.int64), v)
 
 
 def logits(net: NetFile, run: Run) -> torch.Tensor:

@@ -1,0 +1,139 @@
+"""The Loihi-mappable structure of a trained `SpikingNetwork`: a chain of synaptic layers (dense or conv),
+each feeding one CUBA LIF group, then the non-spiking readout. Anything else is refused here, naming the
+layer and the reason, so that later stages only see networks that netx can express.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tgo_errors import UsageError
+from train.models import ResidualBlock, SpikingNetwork, TimeDistributed
+from train.neuron import NoisyLIF
+
+DECAY_MAX = 4095  # Loihi's decays are 12-bit fractions of 4096
+
+
+@dataclass(frozen=True)
+class LIFGroup:
+    """One layer's neuron parameters. Decays are integers out of 4096; v_th and sigma in membrane units."""
+    i_decay: int
+    v_decay: int
+    v_th: float
+    sigma: float      # threshold-noise std of the deployed neuron; 0 = deterministic
+
+    @property
+    def d_mem(self) -> float:
+        return self.v_decay / 4096
+
+
+@dataclass
+class SynapticLayer:
+    """A bias-free dense or conv layer and the LIF group it drives (None: the readout integrator).
+
+    weight: dense (out, in), conv (out, in, kH, kW), float. Shapes exclude the batch: dense (N,), conv (C, H, W).
+    """
+    name: str
+    kind: str                     # 'dense' | 'conv'
+    weight: torch.Tensor
+    in_shape: Tuple[int, ...]
+    out_shape: Tuple[int, ...]
+    neuron: Optional[LIFGroup]
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int] = (0, 0)
+
+    def apply(self, x: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The synaptic op on x [N, *in_shape] (float) with `weight` (default: the layer's) -> [N, *out_shape]."""
+        w = self.weight if weight is None else weight
+        if self.kind == "conv":
+            return F.conv2d(x, w.to(x.dtype), stride=self.stride, padding=self.padding)
+        return F.linear(x.flatten(1), w.to(x.dtype))
+
+
+def _lif_group(name: str, lif: NoisyLIF) -> LIFGroup:
+    decays = {"current": lif.syn_decay * 4096, "membrane": lif.mem_decay * 4096}
+    for what, value in decays.items():
+        if value != round(value):
+            raise UsageError(f"{name}: {what} decay {value}/4096 is not a 12-bit integer fraction")
+        if not 0 <= value <= DECAY_MAX:
+            raise UsageError(f"{name}: {what} decay {value:.0f}/4096 is outside Loihi's 12-bit range 0..{DECAY_MAX} "
+                             f"(dt * tau_inv must be < 1)")
+    if decays["membrane"] == 0:
+        raise UsageError(f"{name}: membrane decay 0/4096 makes every weight 0 (w_file = W * dt * tau_mem_inv * S)")
+    sigma = lif.sigma if lif.sigma > 0 and lif.noise_at_inference else 0.0
+    return LIFGroup(int(decays["current"]), int(decays["membrane"]), float(lif.v_th), float(sigma))
+
+
+def _synapse(name: str, module: nn.Module, shape: Tuple[int, ...]) -> SynapticLayer:
+    if getattr(module, "bias", None) is not None:
+        raise UsageError(f"{name}: has a bias; tgo's Loihi mapping needs bias-free synapses")
+    weight = module.weight.detach().float().cpu()
+    if not torch.isfinite(weight).all():
+        raise UsageError(f"{name}: weights are not finite (NaN or inf)")
+    if isinstance(module, nn.Linear):
+        if len(shape) != 1 or shape[0] != module.in_features:
+            raise UsageError(f"{name}: expects {module.in_features} inputs, gets shape {shape}")
+        return SynapticLayer(name, "dense", weight, shape, (module.out_features,), None)
+    conv_ok = (module.groups == 1 and module.dilation == (1, 1) and module.padding_mode == "zeros"
+               and not isinstance(module.padding, str))
+    if not conv_ok:
+        raise UsageError(f"{name}: only plain convolutions (groups 1, dilation 1, zero padding) map to netx")
+    if len(shape) != 3 or shape[0] != module.in_channels:
+        raise UsageError(f"{name}: expects {module.in_channels} input channels, gets shape {shape}")
+    out_hw = [(size + 2 * p - k) // s + 1 for size, p, k, s in
+              zip(shape[1:], module.padding, module.kernel_size, module.stride)]
+    return SynapticLayer(name, "conv", weight, shape, (module.out_channels, *out_hw), None,
+                         tuple(module.stride), tuple(module.padding))
+
+
+def _unsupported(name: str, module: nn.Module) -> UsageError:
+    reasons = [((nn.BatchNorm1d, nn.BatchNorm2d), "batch normalization has no netx layer"),
+               ((nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d), "netx's reader cannot load pooling"),
+               ((ResidualBlock,), "a residual sum (two paths into one neuron) is not a netx layer chain")]
+    reason = next((text for kinds, text in reasons if isinstance(module, kinds)), "not a netx layer")
+    return UsageError(f"{name} ({type(module).__name__}): not mappable to Loihi: {reason}; only chains of "
+                      f"Linear/Conv2d -> NoisyLIF (arch mlp or convnet) export")
+
+
+def describe_network(model: SpikingNetwork, input_shape: Sequence[int]) -> List[SynapticLayer]:
+    """The synaptic layers of `model` in order, each with its LIF group; the readout is last (neuron None).
+
+    Raises UsageError naming the first layer that netx cannot express (pooling, batch norm, residual blocks,
+    biases, grouped or dilated convolutions, decays outside 0..4095) or a rate-encoded model.
+    """
+    if model.encoding != "direct":
+        raise UsageError(f"encoding '{model.encoding}': the .net input is the analog image as graded spikes "
+                         f"(docs/NETFORMAT.md); only direct-encoded models export")
+    shape: Tuple[int, ...] = tuple(int(s) for s in input_shape)
+    layers: List[SynapticLayer] = []
+    pending: Optional[SynapticLayer] = None
+    for index, wrapper in enumerate(model.body):
+        name = f"body.{index}"
+        module = wrapper.module if isinstance(wrapper, TimeDistributed) else wrapper
+        supported = isinstance(module, NoisyLIF) or (
+            isinstance(wrapper, TimeDistributed) and isinstance(module, (nn.Flatten, nn.Linear, nn.Conv2d)))
+        if not supported:
+            raise _unsupported(name, module)
+        if isinstance(module, NoisyLIF):
+            if pending is None:
+                raise UsageError(f"{name} (NoisyLIF): follows no synaptic layer")
+            pending.neuron = _lif_group(name, module)
+            layers.append(pending)
+            shape, pending = pending.out_shape, None
+        elif pending is not None:
+            raise UsageError(f"{pending.name}: must be followed by a NoisyLIF layer, found {type(module).__name__}")
+        elif isinstance(module, nn.Flatten):
+            shape = (int(torch.tensor(shape).prod()),)
+        else:
+            pending = _synapse(f"{name} ({type(module).__name__})", module, shape)
+    if pending is not None:
+        raise UsageError(f"{pending.name}: must be followed by a NoisyLIF layer")
+    if not layers:
+        raise UsageError("the network has no Linear/Conv2d -> NoisyLIF layer before the readout")
+    flat = (int(torch.tensor(shape).prod()),)
+    readout = _synapse("readout (Linear)", model.readout, flat)
+    return layers + [readout]
