@@ -94,5 +94,137 @@ def train(
                f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
 
 
+def _attack_defaults():
+    from robust.options import AttackOptions
+    return AttackOptions()
+
+
+_ATK = _attack_defaults()  # option defaults come from robust.options
+
+
+@app.command()
+@user_errors
+def attack(
+    checkpoints: List[Path] = typer.Argument(..., help="One or more checkpoint.pt files or run folders."),
+    attacks: str = typer.Option(_ATK.attacks, help="Comma-separated: fgsm, rfgsm, pgd<steps>, apgd-ce, apgd-dlr, "
+                                                   "square; prefix eot- to attack the noise-averaged model."),
+    eps: str = typer.Option(_ATK.eps, help="Comma-separated L-inf budgets in input units [0, 1]."),
+    n: Optional[int] = typer.Option(_ATK.n, "--n", help="Evaluate the first N test images (default: all)."),
+    eot_k: int = typer.Option(_ATK.eot_k, help="Noise draws per gradient/query of eot- attacks (stochastic models)."),
+    seed: int = typer.Option(_ATK.seed, help="Seeds every attack and the scoring noise."),
+    surrogates: str = typer.Option(_ATK.surrogates, help="Surrogates the gradient attacks use: own, or name[:alpha] "
+                                                         "(superspike, arctan, sigmoid, triangle, ste, ...)."),
+    repeats: int = typer.Option(_ATK.repeats, help="Noisy forwards that score each input (stochastic models)."),
+    restarts: int = typer.Option(_ATK.restarts, help="Random restarts of each randomized attack."),
+    apgd_steps: int = typer.Option(_ATK.apgd_steps, help="APGD iterations."),
+    square_queries: int = typer.Option(_ATK.square_queries, help="Square queries per sample."),
+    batch_size: int = typer.Option(_ATK.batch_size, help="Images attacked at once."),
+    dataset: Optional[str] = typer.Option(_ATK.dataset, help="Evaluate on this dataset instead of the checkpoint's."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder for folder datasets (see tgo train)."),
+    device: str = typer.Option(_ATK.device, help="cpu | cuda | auto."),
+    out: Path = typer.Option(Path(_ATK.out), "--out", "-o", help="Folder for attack.json, attack.md, attack.png."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Evaluate checkpoints under attacks; the headline is the per-sample worst case over attacks and surrogates."""
+    from robust.command import run_attack
+    from robust.options import AttackOptions
+    run_attack(checkpoints, AttackOptions(
+        attacks=attacks, eps=eps, n=n, eot_k=eot_k, seed=seed, surrogates=surrogates, repeats=repeats,
+        restarts=restarts, apgd_steps=apgd_steps, square_queries=square_queries, batch_size=batch_size,
+        dataset=dataset, data_dir=None if data_dir is None else str(data_dir), device=device, out=str(out),
+        progress=not quiet))
+
+
+@app.command("export")
+@user_errors
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint file or run folder holding checkpoint.pt."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: model.net, model.onnx, model.nir, export.json."),
+    formats: str = typer.Option("net,onnx,nir", "--format", help="Comma-separated subset of net,onnx,nir."),
+    seed: int = typer.Option(0, help="Threshold-noise seed written to model.net (0..2^32-1)."),
+    input_scale: Optional[int] = typer.Option(None, help="Input scale Q in 1..255: pixel x enters as round(x*Q) "
+                                                         "(default: chosen by the quantizer)."),
+    quiet: bool = typer.Option(False, help="No progress display."),
+) -> None:
+    """Quantize a checkpoint to Loihi fixed point and write the netx .net, ONNX and NIR graphs."""
+    from rich.console import Console
+    from export.pipeline import export_checkpoint, parse_formats
+    from export.summary import evaluation_table, quantization_table
+    console = Console()
+    with console.status("exporting", spinner="dots") as status:
+        report = export_checkpoint(checkpoint, out, parse_formats(formats), seed=seed, input_scale=input_scale,
+                                   stage=(lambda msg: None) if quiet else (lambda msg: status.update(msg)))
+    if "quantization" in report:
+        console.print(quantization_table(report))
+    if "evaluation" in report:
+        console.print(evaluation_table(report))
+    typer.echo(f"wrote {', '.join(sorted(p.name for p in Path(out).iterdir()))} to {out}")
+
+
+@app.command()
+@user_errors
+def simulate(
+    model: Path = typer.Argument(..., help="A .net file (tgo export or any netx dense/conv CUBA network)."),
+    backend: str = typer.Option("hwsim", help="hwsim (batched, bit-exact) | lava (Loihi2SimCfg fixed_pt)."),
+    compare: bool = typer.Option(False, help="Run both backends on the same samples; exit 1 on the first mismatch."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of samples (default: all)."),
+    inputs: Optional[Path] = typer.Option(None, help="Samples .npy (default for tgo files: their test split)."),
+    labels: Optional[Path] = typer.Option(None, help="Labels .npy for --inputs."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for simulate.json (default: beside MODEL)."),
+    batch: int = typer.Option(256, help="hw_sim batch size."),
+    device: str = typer.Option("cpu", help="hw_sim device: cpu | cuda."),
+) -> None:
+    """Run a .net in hw_sim or Lava: accuracy, spike statistics, and an exact cross-check with --compare."""
+    from hw_sim.cli import simulate_command
+    code = simulate_command(model, inputs, labels, n, backend, compare, out, batch, device)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def verify(
+    checkpoint: Path = typer.Argument(..., help="The float model: checkpoint.pt or its run folder."),
+    model: Path = typer.Argument(..., help="Its export: model.net (export.json beside it is used when present)."),
+    out: Path = typer.Option(Path("runs/verify"), "--out", "-o", help="Folder for verify.json, verify.md, plots."),
+    attacks: str = typer.Option("fgsm,pgd20,eot-pgd20,apgd-ce,apgd-dlr,square",
+                                help="Attack suite (see tgo attack); gradient attacks hit float and the fixed-point twin."),
+    eps: str = typer.Option("0.0625,0.125", help="L-inf budgets in input units (digits: 1 and 2 of 16 grey levels)."),
+    n: Optional[int] = typer.Option(None, "--n", help="First N test samples (default: all)."),
+    lava_n: int = typer.Option(50, help="Samples re-run in Lava, clean and worst-case adversarial."),
+    surrogates: str = typer.Option("own", help="Surrogates for gradient attacks: own, or name[:alpha], comma-separated."),
+    eot_k: int = typer.Option(8, help="Noise draws per gradient for eot- attacks."),
+    repeats: int = typer.Option(20, help="Noisy forwards scoring each input (stochastic models)."),
+    apgd_steps: int = typer.Option(100, help="APGD iterations."),
+    square_queries: int = typer.Option(1000, help="Square queries per sample (run on hw_sim)."),
+    tolerance: float = typer.Option(0.02, help="Allowed drop of worst-case robust accuracy, fixed vs float (0.02 = 2 points)."),
+    seed: int = typer.Option(0, help="Seeds attacks and scoring."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Is the deployed fixed-point model as robust as the float one? Exit 0 on pass, 1 on fail."""
+    from robust.verify_command import build_options, run_verify
+    from train.checkpoint import load_checkpoint
+    options = build_options(attacks, eps, surrogates, load_checkpoint(checkpoint).config.neuron.alpha, n, lava_n,
+                            eot_k, repeats, tolerance, seed, apgd_steps, square_queries)
+    report = run_verify(checkpoint, model, out, options, show_progress=not quiet)
+    if report["verdict"] != "pass":
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for every artifact of the demo."),
+    quick: bool = typer.Option(False, help="A tiny version (seconds, for tests): 3 epochs, few samples and attacks."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+) -> None:
+    """Everything on bundled digits: train vanilla and TGO+AT, export, simulate (hw_sim vs Lava), verify."""
+    from rich.console import Console
+    from tgo_demo import DemoPlan, run_demo
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output folder '{out}' is a file")
+    run_demo(out, DemoPlan.quick() if quick else DemoPlan(), Console(), show_progress=not quiet)
+
+
 if __name__ == "__main__":
     app()

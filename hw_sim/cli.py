@@ -1,6 +1,7 @@
 """`tgo simulate`: run a .net file in hw_sim and/or Lava, print accuracy and spike statistics, write simulate.json.
 
-Samples come from .npy files for now: for tgo files, float images in [0, 1] ([N, C, H, W] or [N, features]),
+Samples: by default the test split of the dataset a tgo file was trained on (its config_json); or .npy files:
+for tgo files, float images in [0, 1] ([N, C, H, W] or [N, features]),
 encoded as the file says; for other netx files, integer input spikes [N, steps, *input shape].
 """
 from __future__ import annotations
@@ -68,7 +69,7 @@ def load_samples(net: NetFile, inputs: Optional[Path], labels: Optional[Path],
                  n: Optional[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Input spikes [n, S, *input_shape] int32 and labels [n] (or None), validated against the network."""
     if inputs is None:
-        raise UsageError("give the samples with --inputs FILE.npy")
+        return _test_split(net, n)
     x = _load_npy(inputs, "--inputs")
     count = len(x) if x.ndim else 0
     n = count if n is None else n
@@ -100,6 +101,23 @@ def load_samples(net: NetFile, inputs: Optional[Path], labels: Optional[Path],
     if y.min() < 0 or y.max() >= classes:
         raise UsageError(f"--labels {labels}: labels must lie in [0, {classes - 1}]")
     return spikes, torch.from_numpy(y.astype(np.int64))
+
+
+def _test_split(net: NetFile, n: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The test split of the dataset the exported model was trained on (from the file's config_json)."""
+    from train.config import DataConfig
+    from train.data import load_dataset
+    if net.tgo is None:
+        raise UsageError(f"{net.path} is a plain netx file: give the samples with --inputs FILE.npy")
+    try:
+        data_cfg = DataConfig(**json.loads(net.tgo.config_json)["checkpoint"]["data"])
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{net.path}: its /tgo/config_json names no dataset; give --inputs FILE.npy") from None
+    data = load_dataset(data_cfg)
+    n = len(data.test_x) if n is None else n
+    if not 1 <= n <= len(data.test_x):
+        raise UsageError(f"--n {n}: the {data.name} test split has {len(data.test_x)} samples")
+    return encode_inputs(net, data.test_x[:n].to(torch.float64)), data.test_y[:n]
 
 
 def write_json(folder: Path, report: Dict) -> Path:

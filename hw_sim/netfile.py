@@ -157,6 +157,14 @@ def deterministic_net(net: NetFile) -> NetFile:
     return replace(net, layers=layers)
 
 
+def with_noise_seed(net: NetFile, seed: int) -> NetFile:
+    """`net` with every stochastic layer's noise seed replaced by `seed` (uint32): another noise draw."""
+    layers = tuple(layer if layer.neuron.noise is None else
+                   replace(layer, neuron=replace(layer.neuron, noise=replace(layer.neuron.noise, seed=seed)))
+                   for layer in net.layers)
+    return replace(net, layers=layers)
+
+
 def load_net(path: Union[str, Path]) -> NetFile:
     """Read and validate a .net file; raise NetFormatError naming the layer and key on any problem."""
     path = Path(path)

@@ -32,3 +32,15 @@ def trained_runs(tmp_path_factory) -> dict:
         out = tmp_path_factory.mktemp(f"run-{method}")
         runs[method] = (out, train_quietly(digits_config(method), out))
     return runs
+
+
+@pytest.fixture(scope="session")
+def exported_runs(trained_runs, tmp_path_factory) -> dict:
+    """The trained runs exported: {'vanilla' | 'tgo': (run_dir, export_dir)} with model.net and export.json."""
+    from export.pipeline import export_checkpoint
+    out = {}
+    for name, (run_dir, _) in trained_runs.items():
+        target = tmp_path_factory.mktemp(f"session-export-{name}") / "out"
+        export_checkpoint(run_dir, target, formats=("net",))
+        out[name] = (run_dir, target)
+    return out

@@ -1,0 +1,143 @@
+"""`tgo attack CHECKPOINT...`: load checkpoints and their test split, evaluate, check, report."""
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torchattacks
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from robust.attacks import AttackSettings, parse_attacks
+from robust.checks import run_checks
+from robust.evaluate import evaluate_model
+from robust.options import AttackOptions
+from robust.report import rich_table, write_report
+from robust.surrogates import parse_surrogates
+from tgo_errors import UsageError
+from train.checkpoint import CHECKPOINT_NAME, Checkpoint, file_sha256, load_checkpoint, resolve_checkpoint_path
+from train.data import Dataset, load_dataset
+from train.trainer import resolve_device
+
+
+def parse_eps(text: str) -> List[float]:
+    """'0.05,0.1' -> sorted distinct floats, each in [0, 1] (L-inf, input units)."""
+    values = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            value = float(part)
+        except ValueError:
+            raise UsageError(f"--eps: '{part}' is not a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"--eps: {part} is outside [0, 1] (L-inf eps is in input units, images are in [0, 1])")
+        values.append(value)
+    if not values:
+        raise UsageError("--eps: give at least one value, e.g. --eps 0.05,0.1")
+    return sorted(set(values))
+
+
+def _check_counts(options: AttackOptions) -> None:
+    for flag, value in (("--eot-k", options.eot_k), ("--repeats", options.repeats), ("--restarts", options.restarts),
+                        ("--apgd-steps", options.apgd_steps), ("--square-queries", options.square_queries),
+                        ("--batch-size", options.batch_size), ("--n", 1 if options.n is None else options.n)):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+
+
+def _labels(paths: Sequence[Path]) -> List[str]:
+    """Short unique names: the run folder for .../run/checkpoint.pt, else the file stem."""
+    labels: List[str] = []
+    for path in paths:
+        path = resolve_checkpoint_path(path)
+        base = path.parent.name if path.name == CHECKPOINT_NAME else path.stem
+        label, k = base, 2
+        while label in labels:
+            label, k = f"{base}#{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def load_inputs(paths: Sequence[Path], options: AttackOptions) -> Tuple[List[Checkpoint], Dataset]:
+    """The checkpoints and the dataset they are evaluated on (the first checkpoint's, unless --dataset)."""
+    if not paths:
+        raise UsageError("give at least one checkpoint (a checkpoint.pt or its run folder)")
+    ckpts = [load_checkpoint(p) for p in paths]
+    data_cfg = replace(ckpts[0].config.data)
+    if options.dataset is not None:
+        data_cfg.dataset = options.dataset
+    if options.data_dir is not None:
+        data_cfg.data_dir = options.data_dir
+    if options.dataset is None:
+        for path, ckpt in zip(paths[1:], ckpts[1:]):
+            theirs, ours = ckpt.config.data, ckpts[0].config.data
+            if (theirs.dataset, theirs.test_fraction, theirs.split_seed) != (ours.dataset, ours.test_fraction,
+                                                                               ours.split_seed):
+                raise UsageError(f"'{path}' was trained on another data split than '{paths[0]}' "
+                                 f"({theirs.dataset} vs {ours.dataset}): evaluate them separately or pass --dataset")
+    data = load_dataset(data_cfg)
+    for path, ckpt in zip(paths, ckpts):
+        if tuple(ckpt.input_shape) != tuple(data.input_shape) or ckpt.num_classes != data.num_classes:
+            raise UsageError(f"'{path}' expects inputs {tuple(ckpt.input_shape)} with {ckpt.num_classes} classes, "
+                             f"but {data.name} has {tuple(data.input_shape)} with {data.num_classes} classes")
+    if options.n is not None and options.n > len(data.test_x):
+        raise UsageError(f"--n {options.n} is larger than the test split of {data.name} ({len(data.test_x)} images)")
+    return ckpts, data
+
+
+def _model_info(path: Path, ckpt: Checkpoint) -> Dict[str, Any]:
+    cfg = ckpt.config
+    return {"checkpoint": str(path), "sha256": file_sha256(resolve_checkpoint_path(path)),
+            "method": cfg.tgo.method, "adversarial_training": {"kind": cfg.adv.kind, "eps": cfg.adv.eps},
+            "sigma": cfg.neuron.sigma, "noise_at_inference": cfg.neuron.noise_at_inference,
+            "surrogate": f"{cfg.neuron.surrogate}:{cfg.neuron.alpha:g}", "epochs": ckpt.epoch,
+            "training_test_accuracy": ckpt.metrics.get("test_accuracy")}
+
+
+def _console() -> Console:
+    """Rich's console; when piped to a file, wide enough that the table is not squeezed to 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[Console] = None) -> Dict[str, Any]:
+    """Evaluate every checkpoint, write attack.json/.md/.png into options.out, print the table.
+
+    Returns {'results', 'flags', 'status', 'paths'}.
+    """
+    console = console or _console()
+    paths = [Path(p) for p in paths]
+    attacks, eps_values = parse_attacks(options.attacks), parse_eps(options.eps)
+    _check_counts(options)
+    ckpts, data = load_inputs(paths, options)
+    surrogates = parse_surrogates(options.surrogates, ckpts[0].config.neuron.alpha)
+    device = resolve_device(options.device)
+    n = options.n or len(data.test_x)
+    x, y = data.test_x[:n].to(device), data.test_y[:n].to(device)
+    settings = AttackSettings(options.eot_k, options.restarts, options.apgd_steps, options.square_queries)
+    record = {**asdict(options), "n": n, "eps": eps_values, "attacks": [a.name for a in attacks],
+              "surrogates": [s.label for s in surrogates], "dataset": data.name,
+              "samples": f"the first {n} images of the test split", "device": str(device),
+              "torch": torch.__version__, "torchattacks": torchattacks.__version__, "python": platform.python_version()}
+    labels = _labels(paths)
+    results, flags, status = [], {}, {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not options.progress, transient=True) as progress:
+        for label, ckpt in zip(labels, ckpts):
+            model = ckpt.build_model(device)
+            result = evaluate_model(model, x, y, attacks, eps_values, surrogates, settings, options.seed,
+                                    options.repeats, options.batch_size, label, progress)
+            results.append(result)
+            flags[label], status[label] = run_checks(result)
+    info = {label: _model_info(path, ckpt) for label, path, ckpt in zip(labels, paths, ckpts)}
+    written = write_report(Path(options.out), results, flags, status, record, info)
+    console.print(rich_table(results, flags))
+    for label, model_flags in flags.items():
+        for flag in model_flags:
+            console.print(f"[red]red flag[/red] {label} eps={flag.eps if flag.eps is not None else 'all'} "
+                          f"{flag.check}: {flag.message}")
+    console.print(f"wrote {written['json']}, {written['md']}, {written['png']}")
+    return {"results": results, "flags": flags, "status": status, "paths": written}

@@ -1,0 +1,131 @@
+"""A differentiable twin of a fixed-point `.net`: hw_sim's exact integer forward, with gradients.
+
+The forward computes what `hw_sim.simulator.simulate` computes for a tgo file, value for value (integers
+held in float64: the same weights, thresholds, decays, 24-bit wraps, saturation, seeded threshold noise
+and input quantization). The backward passes straight through every rounding, wrap and clip
+(straight-through estimator) and through the spike with a surrogate gradient of the distance to threshold
+in units of the threshold. Gradient attacks on the twin therefore target the deployed integer network
+itself; its logits are bit-identical to hw_sim's (tests check it), so no adversarial example can look
+different to the simulator.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hw_sim.fixed_point import STATE_SHIFT, UV_LIMIT, wrap_int32, wrap_signed24, wrap_u
+from hw_sim.netfile import Conv, DECAY_UNITY, NetFile
+from hw_sim.simulator import layer_noise
+from tgo_errors import UsageError
+from train.surrogate import spike
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward `fn(x)`, backward the identity."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+def straight_through(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    return _StraightThrough.apply(x, fn)
+
+
+def _wrap_current(u: torch.Tensor) -> torch.Tensor:
+    return wrap_u(wrap_int32(u))
+
+
+def _saturate(v: torch.Tensor) -> torch.Tensor:
+    return v.clamp(-(UV_LIMIT - 1), UV_LIMIT - 1)
+
+
+class QuantizedTwin(nn.Module):
+    """x [batch, *input_shape] in [0, 1] -> readout v at the readout step [batch, classes], float64.
+
+    Logits are divided by `logit_scale` (state units per float logit; 1 keeps raw state units) so that
+    cross-entropy attacks see the float model's logit scale; the argmax is unchanged.
+    """
+
+    def __init__(self, net: NetFile, surrogate: str = "superspike", alpha: float = 2.0, logit_scale: float = 1.0):
+        super().__init__()
+        if net.tgo is None:
+            raise UsageError(f"{net.path}: not a tgo file (no /tgo group): the twin needs its input encoding")
+        for layer in net.layers:
+            if layer.synapse is None or layer.delay:
+                raise UsageError(f"{net.path}: layer {layer.index} has no synapse or a delay; "
+                                 f"the twin supports tgo exports (dense/conv layers, no delays)")
+        self.net, self.surrogate_name, self.alpha, self.logit_scale = net, surrogate, alpha, logit_scale
+        self.steps = net.window(net.tgo.timesteps)
+        self.weights = [torch.as_tensor(layer.synapse.weight, dtype=torch.float64) for layer in net.layers]
+        self.set_noise(net)
+        # torchattacks reads the device from the first parameter; an empty one carries it
+        self.device_marker = nn.Parameter(torch.empty(0), requires_grad=False)
+
+    def set_noise(self, net: NetFile) -> None:
+        """Use the threshold noise of `net` (the same network with, e.g., another noise seed)."""
+        self.noises = [layer_noise(layer, self.steps) for layer in net.layers]
+
+    @contextlib.contextmanager
+    def surrogate(self, name: str, alpha: float) -> Iterator[None]:
+        """Temporarily backpropagate through another surrogate (same interface as SpikingNetwork)."""
+        saved = self.surrogate_name, self.alpha
+        self.surrogate_name, self.alpha = name, alpha
+        try:
+            yield
+        finally:
+            self.surrogate_name, self.alpha = saved
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """round(clip(x, 0, 1) * Q) straight through; returns the per-step input [steps, batch, *shape]."""
+        meta = self.net.tgo
+        x = x.to(torch.float64).reshape(x.shape[0], *self.net.input_shape)
+        q = straight_through(x.clamp(0.0, 1.0) * meta.input_scale, torch.round)
+        signal = q.new_zeros((self.steps,) + tuple(q.shape))
+        lag = self.net.input_lag
+        return torch.cat([signal[:lag], q.expand(meta.timesteps, *q.shape), signal[lag + meta.timesteps:]])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        signal = self.encode(x)
+        v_readout: Optional[torch.Tensor] = None
+        for layer, weight, noise in zip(self.net.layers, self.weights, self.noises):
+            signal, v_readout = self._layer(layer, weight.to(x.device), noise, signal)
+        return v_readout / self.logit_scale
+
+    def _layer(self, layer, weight: torch.Tensor, noise: Optional[torch.Tensor], signal: torch.Tensor):
+        steps, count = signal.shape[:2]
+        rows = signal.reshape(steps * count, *signal.shape[2:])
+        if isinstance(layer.synapse, Conv):
+            conv = layer.synapse
+            a = straight_through(F.conv2d(rows, weight, stride=conv.stride, padding=conv.padding,
+                                          dilation=conv.dilation, groups=conv.groups), wrap_signed24)
+        else:
+            a = rows.reshape(steps * count, -1) @ weight.T
+        a6 = a.reshape(steps, count, *layer.shape) * (1 << STATE_SHIFT)
+        neuron = layer.neuron
+        u_factor = (DECAY_UNITY - neuron.i_decay) / DECAY_UNITY
+        v_factor = (DECAY_UNITY - neuron.v_decay) / DECAY_UNITY
+        threshold = float(neuron.vth_mant << STATE_SHIFT)
+        bias = torch.as_tensor(layer.bias, dtype=torch.float64, device=a6.device) * (1 << STATE_SHIFT)
+        u = v = torch.zeros_like(a6[0])
+        spikes: List[torch.Tensor] = []
+        v_at_readout = None
+        for j in range(steps):
+            u = straight_through(straight_through(u * u_factor, torch.trunc) + a6[j], _wrap_current)
+            v = straight_through(straight_through(v * v_factor, torch.trunc) + u + bias, wrap_int32)
+            v = straight_through(v, _saturate)
+            drive = v - threshold if noise is None else v + noise[j].to(v.device) - threshold
+            z = spike(drive / threshold, self.surrogate_name, self.alpha)
+            spikes.append(z)
+            if j == self.net.readout_local_step:
+                v_at_readout = v.reshape(count, -1)
+            v = v * (1.0 - z)
+        return torch.stack(spikes), v_at_readout
