@@ -103,14 +103,13 @@ def _row(name: str, ckpt, report: Dict, simulate_agrees: bool) -> Dict[str, obje
             "reasons": report["reasons"]}
 
 
-COLUMNS = ("model", "clean float", "clean fixed", "eps", "robust float", "robust fixed", "near-threshold",
-           "Lava = hw_sim", "verdict")
+COLUMNS = ("model", "clean float/fixed", "eps", "robust float/fixed", "near-thr.", "Lava=hw_sim", "verdict")
 
 
 def _cells(row: Dict[str, object]) -> List[str]:
     pct = lambda v: f"{100 * v:.1f}%"
-    return [row["model"], pct(row["clean_float"]), pct(row["clean_fixed"]), f"{row['eps']:g}",
-            pct(row["robust_float"]), pct(row["robust_fixed"]), f"{row['near_threshold']:.3f}",
+    return [row["model"], f"{pct(row['clean_float'])} / {pct(row['clean_fixed'])}", f"{row['eps']:g}",
+            f"{pct(row['robust_float'])} / {pct(row['robust_fixed'])}", f"{row['near_threshold']:.3f}",
             "yes" if row["lava_agrees"] else "NO", str(row["verdict"]).upper()]
 
 

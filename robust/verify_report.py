@@ -97,8 +97,8 @@ def plot_potentials(histograms: Dict[str, Dict[str, Any]], path: Path, title: st
         counts = torch.tensor(hist, dtype=torch.float64)
         edges = torch.linspace(low, high, len(hist) + 1)
         ax.stairs((counts / counts.sum()).tolist(), edges.tolist(), label=label)
-    ax.axvspan(-delta, delta, color="grey", alpha=0.15, label=f"|V - V_th| < {delta}")
-    ax.set(xlabel="V - V_th (membrane units)", ylabel="fraction of (step, neuron) entries", title=title)
+    ax.axvspan(-delta, delta, color="grey", alpha=0.15, label=rf"$|V - V_{{th}}| < {delta}$")
+    ax.set(xlabel=r"$V - V_{th}$ (membrane units)", ylabel="fraction of (step, neuron) entries", title=title)
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
@@ -108,9 +108,9 @@ def plot_flips(flips: Dict[str, List[float]], path: Path) -> None:
     edges = flips["bin_edges"]
     centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(centres, flips["theory"], "-", label="Theorem 1: Phi(-|V - V_th| / sigma)")
+    ax.plot(centres, flips["theory"], "-", label=r"Theorem 1: $\Phi(-|V - V_{th}| / \sigma)$")
     ax.plot(centres, flips["flip_rate"], "o", label="measured on hw_sim (integer PRNG noise)")
-    ax.set(xlabel="|V - V_th| / sigma", ylabel="P(flip)", yscale="log")
+    ax.set(xlabel=r"$|V - V_{th}| / \sigma$", ylabel="P(flip)", yscale="log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
