@@ -12,7 +12,7 @@ $(PYTHON):
 $(STAMP): $(PYTHON) requirements.lock pyproject.toml
 	$(PYTHON) -m pip install -q --upgrade "pip>=24"
 	$(PYTHON) -m pip install -q --no-deps -r requirements.lock
-	$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e . || $(PYTHON) -m pip install -q --no-deps -e .
+	$(PYTHON) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
 demo: $(STAMP)
