@@ -6,7 +6,6 @@ Everything lands in one folder; a run that was interrupted resumes (finished ste
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -15,7 +15,7 @@ import torch
 
 from export.calibrate import deterministic
 from export.quantize import QuantizedNetwork
-from hw_sim.netfile import NetFile, deterministic_net, load_net
+from hw_sim.netfile import deterministic_net, load_net
 from hw_sim.simulator import encode_inputs, logits, pre_spike_potentials, predict, simulate
 from train.data import batches
 from train.diagnostics import EVAL_NOISE_SEED

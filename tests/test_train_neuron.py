@@ -1,5 +1,4 @@
 """The LIF neuron, its noise and its surrogates, on hand-computed numbers and against Norse itself."""
-import math
 
 import pytest
 import torch

@@ -1,7 +1,6 @@
 """Adversarial examples for adversarial training (torchattacks FGSM / PGD on the model in training mode)."""
 from __future__ import annotations
 
-import torch
 import torchattacks
 
 from train.config import AdvTrainConfig
