@@ -9,9 +9,26 @@ import torch
 from train.config import TGOConfig
 
 
+class _GuardedBand(torch.autograd.Function):
+    """mean(max(0, delta - |V - v_th|)) in few passes over the potentials (it runs on every training step)."""
+
+    @staticmethod
+    def forward(ctx, potentials: torch.Tensor, v_th: float, delta: float) -> torch.Tensor:
+        distance = potentials - v_th
+        ctx.save_for_backward(distance)
+        ctx.delta = delta
+        return distance.abs().sub_(delta).clamp_(max=0.0).sum().neg() / potentials.numel()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (distance,) = ctx.saved_tensors
+        inside = distance.abs() < ctx.delta
+        return -torch.sign(distance).mul_(inside).mul_(grad / distance.numel()), None, None
+
+
 def membrane_constraint(potentials: torch.Tensor, v_th: float, delta: float) -> torch.Tensor:
     """C_l = mean over steps, batch and neurons of max(0, delta - |V - v_th|). potentials: [T, batch, ...]."""
-    return torch.relu(delta - (potentials - v_th).abs()).mean()
+    return _GuardedBand.apply(potentials, v_th, delta)
 
 
 def total_constraint(potentials: Sequence[torch.Tensor], v_th: float, delta: float) -> torch.Tensor:
