@@ -35,6 +35,16 @@ def derive_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def mean_score(scores: torch.Tensor) -> float:
+    """Expected accuracy: the mean of per-sample scores (fractions of correct noisy forwards)."""
+    return float(scores.double().mean())
+
+
+def strict_score(scores: torch.Tensor) -> float:
+    """Strict accuracy: the fraction of samples correct in every scoring forward."""
+    return float((scores == 1).double().mean())
+
+
 @dataclass
 class AttackRun:
     attack: str                 # canonical attack name, e.g. 'eot-pgd20'
@@ -52,11 +62,11 @@ class AttackRun:
 
     @property
     def accuracy(self) -> float:
-        return float(self.scores.double().mean())
+        return mean_score(self.scores)
 
     @property
     def strict_accuracy(self) -> float:
-        return float((self.scores == 1).double().mean())
+        return strict_score(self.scores)
 
 
 @dataclass
@@ -68,11 +78,11 @@ class EpsResult:
 
     @property
     def accuracy(self) -> float:
-        return float(self.worst_scores.double().mean())
+        return mean_score(self.worst_scores)
 
     @property
     def strict_accuracy(self) -> float:
-        return float((self.worst_scores == 1).double().mean())
+        return strict_score(self.worst_scores)
 
 
 @dataclass
@@ -87,11 +97,11 @@ class ModelResult:
 
     @property
     def clean_accuracy(self) -> float:
-        return float(self.clean_scores.double().mean())
+        return mean_score(self.clean_scores)
 
     @property
     def strict_clean_accuracy(self) -> float:
-        return float((self.clean_scores == 1).double().mean())
+        return strict_score(self.clean_scores)
 
 
 def _worst(clean: torch.Tensor, runs: Sequence[AttackRun]) -> Tuple[torch.Tensor, List[str]]:

@@ -24,7 +24,7 @@ from hw_sim.simulator import Run, encode_inputs, simulate
 from robust.attacks import AttackSettings, AttackSpec
 from robust.deployed import DeployedTwin, HwSimClassifier, is_stochastic_net, logit_scale
 from robust.diagnose import layer_rates, potential_histograms
-from robust.evaluate import EpsResult, ModelResult, derive_seed, evaluate_model
+from robust.evaluate import EpsResult, ModelResult, derive_seed, evaluate_model, mean_score
 from robust.stats import wilson_interval
 from robust.surrogates import SurrogateSpec
 from robust.target import score
@@ -57,7 +57,7 @@ class FixedEps:
 
     @property
     def accuracy(self) -> float:
-        return float(self.worst_scores.mean())
+        return mean_score(self.worst_scores)
 
 
 @dataclass
@@ -202,4 +202,4 @@ def _culprit(layers: Sequence[Dict[str, object]]) -> str:
 def accuracy_with_interval(scores: torch.Tensor) -> Dict[str, float]:
     """Mean of per-sample scores in [0, 1] with its 95% Wilson interval."""
     low, high = wilson_interval(float(scores.sum()), len(scores))
-    return {"accuracy": float(scores.mean()), "ci_low": low, "ci_high": high}
+    return {"accuracy": mean_score(scores), "ci_low": low, "ci_high": high}
