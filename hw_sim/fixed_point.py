@@ -1,76 +1,16 @@
-"""Loihi's CUBA LIF step in torch, exactly as lava-nc 0.10.0's `PyLifModelBitAcc` computes it.
+"""Loihi's fixed-point number formats in torch: state units, and the wraps Lava applies (lava-nc 0.10.0).
 
-Per step (state units: u and v carry 6 more fractional bits than the file's weights, bias and vThMant):
-    u = wrap24(trunc(u * (4096 - i_decay) / 4096) + (a << 6))
-    v = clip(trunc(v * (4096 - v_decay) / 4096) + u + (bias << 6), -(2^23 - 1), 2^23 - 1)
-    s = v + noise > vth_mant << 6 ;  v[s] = 0            (u untouched, no refractory period)
-Lava sums in int32 and wraps u once by 2^24 (not modulo); `CubaParams.wrap` reproduces both, and is only
-switched on when the input is large enough for u to reach 2^23 (likewise `saturate` for v's clip).
-
-Values are integers held in float64 tensors: they stay far below 2^53, so sums, products with the decay
-factor, division by 4096 (a power of two), trunc and clamp are all exact, and float kernels run several
-times faster than int64 division or boolean masking on CPU. Spikes are written as 0.0/1.0 floats.
+Values are integers held in float64 tensors: they stay far below 2^53, so sums, products with a decay
+factor, division by powers of two, trunc and clamp are all exact, and float kernels run several times
+faster than int64 division or boolean masking on CPU. The neuron steps built on them live in `hw_sim.neurons`.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import NamedTuple, Optional
-
 import torch
-
-from hw_sim.netfile import DECAY_UNITY, Neuron
 
 UV_LIMIT = 1 << 23   # u lies in (-UV_LIMIT, UV_LIMIT]; v in [-(UV_LIMIT - 1), UV_LIMIT - 1]
 STATE_SHIFT = 6      # synaptic input, bias and threshold are shifted left by 6 into state units
 STATE_DTYPE = torch.float64
-
-
-class CubaParams(NamedTuple):
-    """One layer's constants, ready for `cuba_step`."""
-    u_factor: float      # (4096 - i_decay) / 4096
-    v_factor: float      # (4096 - v_decay) / 4096
-    threshold: float     # vth_mant << 6, state units
-    bias: Optional[torch.Tensor]  # [*shape] bias << 6 (state units), None when all zero
-    wrap: bool           # emulate Lava's int32 sums and 24-bit wrap of u (needed only when |u| can reach 2^23)
-    saturate: bool       # clip v (needed only when |v| can reach 2^23 - 1)
-
-
-@dataclass
-class CubaState:
-    """One layer's neuron state, advanced in place by `cuba_step` (reusing memory is markedly faster on CPU)."""
-    u: torch.Tensor      # [batch, *shape] integers in STATE_DTYPE, state units
-    v: torch.Tensor      # [batch, *shape] integers in STATE_DTYPE, state units
-    quiet: torch.Tensor  # [batch, *shape] scratch: 1.0 where the last step did not spike
-
-    @classmethod
-    def zeros(cls, like: torch.Tensor) -> "CubaState":
-        """Zero state shaped and placed like `like` ([batch, *shape])."""
-        return cls(*(torch.zeros_like(like, dtype=STATE_DTYPE) for _ in range(3)))
-
-
-def _horizon(decay_: int, steps: int) -> int:
-    """Bound on sum_j ((4096 - d) / 4096)^j over a window: how many inputs a decaying state can pile up."""
-    return steps if decay_ == 0 else min(steps, math.ceil(DECAY_UNITY / decay_))
-
-
-def cuba_params(neuron: Neuron, bias: torch.Tensor, max_abs_input: int, steps: int) -> CubaParams:
-    """Constants for a layer whose synaptic input (file units) never exceeds `max_abs_input` in magnitude
-    during a window of `steps` steps. bias: [*shape] integers, file units."""
-    # The decay truncates toward zero, so |u| <= max|a << 6| * horizon and |v| <= (max|u| + max|bias|) * horizon.
-    u_bound = (max_abs_input << STATE_SHIFT) * _horizon(neuron.i_decay, steps)
-    wrap = u_bound >= UV_LIMIT
-    bias_max = int(bias.abs().max()) << STATE_SHIFT if bias.numel() else 0
-    v_bound = (min(u_bound, UV_LIMIT) + bias_max) * _horizon(neuron.v_decay, steps)
-    bias6 = bias.to(STATE_DTYPE) * (1 << STATE_SHIFT) if bias_max else None
-    return CubaParams((DECAY_UNITY - neuron.i_decay) / DECAY_UNITY, (DECAY_UNITY - neuron.v_decay) / DECAY_UNITY,
-                      float(neuron.vth_mant << STATE_SHIFT), bias6, wrap, wrap or v_bound >= UV_LIMIT - 1)
-
-
-def decay_(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """x = trunc(x * factor) in place, factor = (4096 - d) / 4096: Lava's int64 product >> 12 rounded toward
-    zero, exact in float64. Returns x."""
-    return x if factor == 1.0 else x.mul_(factor).trunc_()
 
 
 def wrap_int32(x: torch.Tensor) -> torch.Tensor:
@@ -87,33 +27,3 @@ def wrap_u(x: torch.Tensor) -> torch.Tensor:
 def wrap_signed24(x: torch.Tensor) -> torch.Tensor:
     """Modulo-2^24 wrap into [-2^23, 2^23): Lava's conv output clamp (`signed_clamp(x, 24)`)."""
     return torch.remainder(x + UV_LIMIT, 2.0 ** 24) - UV_LIMIT
-
-
-def cuba_step(state: CubaState, a6: torch.Tensor, p: CubaParams, spikes: torch.Tensor,
-              noise: Optional[torch.Tensor] = None) -> None:
-    """Advance `state` by one Lava step in place and write the step's spikes (0.0/1.0) into `spikes`.
-
-    a6: [batch, *shape] synaptic input shifted left by 6 (state units), integers in STATE_DTYPE; not modified.
-    spikes: [batch, *shape] float tensor to fill. noise: [*shape] threshold noise (state units) or None.
-    """
-    if p.u_factor == 0.0:
-        state.u = a6  # full current decay: u is this step's input (u is never modified in place then)
-    else:
-        decay_(state.u, p.u_factor).add_(a6)
-    if p.wrap:
-        state.u = wrap_u(wrap_int32(state.u))
-    v = state.v
-    if p.v_factor == 0.0:
-        v.copy_(state.u)
-    else:
-        decay_(v, p.v_factor).add_(state.u)
-    if p.bias is not None:
-        v.add_(p.bias)
-    if p.wrap:
-        v.copy_(wrap_int32(v))
-    if p.saturate:
-        v.clamp_(-(UV_LIMIT - 1), UV_LIMIT - 1)
-    # 0/1 masks as floats: boolean tensors take a slow path in CPU arithmetic
-    torch.le(v if noise is None else v + noise, p.threshold, out=state.quiet)
-    torch.sub(1.0, state.quiet, out=spikes)
-    v.mul_(state.quiet)

@@ -1,9 +1,11 @@
 """Read and validate a netx `.net` file (lava-dl's HDF5 format plus tgo's extension, docs/NETFORMAT.md).
 
 Format knowledge lives here only. The reader interprets the file exactly as `lava.lib.dl.netx.hdf5.Network`
-does for the subset hw_sim supports (layer types `input`, `dense`, `conv`, `flatten`; neuron type CUBA/LOIHI)
-and rejects everything else with a `NetFormatError` naming the layer and key. It only reads arrays and
-scalars: nothing in the file is executed.
+(lava-dl 0.6.0) does for everything netx runs in fixed point: layer types `input` (with or without neurons),
+`dense`, `dense_rec`, `conv`, `flatten`; neuron types CUBA/LOIHI and SDNN; axonal, input and per-synapse
+delays. Everything else is refused with a `NetFormatError` naming the layer and key (SUPPORTED_TABLE).
+The file is a border: links are refused, and every dataset's shape and size are checked before it is read.
+Nothing in the file is executed.
 
 Time alignment (see DESIGN.md "hw_sim"): every synaptic hop costs one Lava step plus its `delay`. Each layer
 k restarts from zero state at the start of its own sample window, `offsets[k]` steps after the input's
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -29,7 +31,12 @@ MAX_DELAY = 62              # netx clips larger delays
 DENSE_WEIGHT_RANGE = (-256, 254)  # netx's weight-exponent trick is exact in this range
 BIAS_RANGE = (-(1 << 15), (1 << 15) - 1)  # Lava stores bias_mant as int16
 NOISE_SIGMA_MAX = (1 << 23) - 1
-SUPPORTED_NEURONS = ("CUBA", "LOIHI")
+CUBA_TYPES = ("CUBA", "LOIHI")
+SDNN_TYPE = "SDNN"
+SDNN_MESSAGE_BITS = 16      # netx's default graded-spike width of sigma-delta layers (CUBA: 0, binary)
+MAX_NEURONS = 1 << 24       # per layer: far beyond a Loihi 2 chip, small enough to allocate
+MAX_ELEMENTS = 1 << 26      # per dataset, checked before reading (a 58 KB file can declare 10^9 x 64)
+MAX_STRING_BYTES = 1 << 20  # per string dataset, checked before reading
 TGO_FORMAT, TGO_VERSION = "tgo-net", 1
 
 
@@ -52,6 +59,16 @@ class Neuron:
     v_decay: int   # voltage decay out of 4096
     vth_mant: int  # spike when v > vth_mant << 6
     noise: Optional[Noise] = None
+    message_bits = 0  # binary spikes
+
+
+@dataclass(frozen=True)
+class SigmaDeltaNeuron:
+    """A netx SDNN layer: Lava's Delta (input layer), SigmaDelta or Sigma (`sigma_output`), ReLU activation."""
+    kind: str      # 'delta', 'sigma_delta' or 'sigma'
+    vth_mant: int  # send delta when |delta| >= vth_mant << 12
+    noise = None
+    message_bits = SDNN_MESSAGE_BITS
 
 
 # netx's never-spiking integrator for a dense layer without a `neuron` group (`1 << 18 - 1` == 1 << 17).
@@ -80,9 +97,12 @@ class Layer:
     index: int                             # i of /layer/<i>
     synapse: Union[Dense, Conv, None]
     shape: Tuple[int, ...]                 # neurons, file order: (N,) or (C, H, W)
-    neuron: Neuron
-    bias: np.ndarray                       # [*shape] int64, added to v as bias << 6 every step
-    delay: int                             # extra steps on the synaptic hop (0: one step in total)
+    neuron: Union[Neuron, SigmaDeltaNeuron]
+    bias: np.ndarray                       # [*shape] int64, CUBA: added to v as bias << 6 every step
+    delay: int                             # extra steps on the synaptic hop for every synapse (0: one step in total)
+    spread: Optional[np.ndarray] = None    # [out, in] int64 further steps per synapse (netx delays minus `delay`)
+    recurrent: Optional[np.ndarray] = None  # dense_rec: [out, out] int64 weights from the layer's own spikes
+    binary_input: bool = True              # the synapse counts any nonzero input as one spike (message bits 0)
 
     @property
     def size(self) -> int:
@@ -90,8 +110,12 @@ class Layer:
 
     @property
     def hop(self) -> int:
-        """Lava steps between a spike of the previous layer and its effect here."""
+        """Lava steps between a spike of the previous layer and its earliest effect here."""
         return 1 + self.delay
+
+    @property
+    def max_spread(self) -> int:
+        return 0 if self.spread is None else int(self.spread.max())
 
 
 @dataclass(frozen=True)
@@ -138,7 +162,7 @@ class NetFile:
 
         For tgo files this is L + T (docs/NETFORMAT.md).
         """
-        return self.offsets[-1] + self.input_lag + input_steps
+        return self.offsets[-1] + self.input_lag + input_steps + sum(layer.max_spread for layer in self.layers)
 
     @property
     def readout_local_step(self) -> int:
@@ -165,8 +189,11 @@ def with_noise_seed(net: NetFile, seed: int) -> NetFile:
     return replace(net, layers=layers)
 
 
-def load_net(path: Union[str, Path]) -> NetFile:
-    """Read and validate a .net file; raise NetFormatError naming the layer and key on any problem."""
+def load_net(path: Union[str, Path], num_layers: Optional[int] = None) -> NetFile:
+    """Read and validate a .net file; raise NetFormatError naming the layer and key on any problem.
+
+    num_layers: read only /layer/0..num_layers-1, like netx's `Network(num_layers=...)`.
+    """
     path = Path(path)
     if not path.is_file():
         raise NetFormatError(f"{path}: no such file")
@@ -175,84 +202,114 @@ def load_net(path: Union[str, Path]) -> NetFile:
     except OSError as err:
         raise NetFormatError(f"{path}: not an HDF5 file ({err})") from None
     with handle:
-        return _Reader(path, handle).read()
+        return _Reader(path, handle, num_layers).read()
 
 
 class _Reader:
     """Walks /layer/0..n-1 like netx's `Network._create`, building validated dataclasses."""
 
-    def __init__(self, path: Path, handle: h5py.File) -> None:
-        self.path, self.handle = path, handle
+    def __init__(self, path: Path, handle: h5py.File, num_layers: Optional[int] = None) -> None:
+        self.path, self.handle, self.num_layers = path, handle, num_layers
 
     def fail(self, where: str, message: str) -> NetFormatError:
         return NetFormatError(f"{self.path}: {where}: {message}")
 
     def read(self) -> NetFile:
-        if "layer" not in self.handle or not isinstance(self.handle["layer"], h5py.Group):
+        groups = self.child(self.handle, "layer", "/", h5py.Group)
+        if groups is None:
             raise self.fail("/", "missing group 'layer'")
-        groups = self.handle["layer"]
         count = len(groups)
         if count == 0 or set(groups.keys()) != {str(i) for i in range(count)}:
-            raise self.fail("/layer", f"layers must be numbered 0..n-1 without gaps, found {sorted(groups.keys())}")
+            raise self.fail("/layer", f"layers must be numbered 0..n-1 without gaps, found {sorted(groups.keys())[:8]}")
+        if self.num_layers is not None:
+            count = min(count, self.num_layers)
         input_shape: Optional[Tuple[int, ...]] = None
+        prev: Optional[Layer] = None  # the previous neuron layer
         prev_shape: Optional[Tuple[int, ...]] = None
         flatten = False
         layers = []
         for i in range(count):
-            group = groups[str(i)]
             where = f"layer {i} (/layer/{i})"
+            group = self.child(groups, str(i), "/layer", h5py.Group)
+            if group is None:
+                raise self.fail(where, "not a group")
             kind = self.string(group, "type", where)
+            binary = prev is None or prev.neuron.message_bits == 0
             if kind == "input":
                 if i != 0:
                     raise self.fail(where, "an 'input' layer must be /layer/0")
                 input_shape = self.shape(group, where)
                 prev_shape = input_shape
-                if "neuron" in group:
-                    layers.append(Layer(i, None, input_shape, self.neuron(group, where),
-                                        np.zeros(input_shape, np.int64), 0))
+                if self.child(group, "neuron", where) is not None:
+                    neuron = self.neuron(group, where, input_layer=True)
+                    prev = Layer(i, None, input_shape, neuron, np.zeros(input_shape, np.int64), 0)
+                    layers.append(prev)
             elif kind == "flatten":
                 flatten = True
-            elif kind in ("dense", "conv"):
-                if kind == "dense":
-                    layer, in_shape = self.dense(group, where, i, prev_shape, flatten)
-                else:
+            elif kind in ("dense", "dense_rec", "conv"):
+                if kind == "conv":
                     layer, in_shape = self.conv(group, where, i, prev_shape)
+                else:
+                    layer, in_shape = self.dense(group, where, i, prev_shape, flatten, kind == "dense_rec")
+                layer = replace(layer, binary_input=binary)
                 input_shape = input_shape or in_shape
-                prev_shape, flatten = layer.shape, False
+                prev, prev_shape, flatten = layer, layer.shape, False
                 layers.append(layer)
+            elif kind == "dense_comp":
+                raise self.fail(where, "key 'type': 'dense_comp' (complex synapses into resonate-and-fire neurons) "
+                                       "is not supported by hw_sim")
             else:
                 raise self.fail(where, f"key 'type': unsupported layer type {kind!r} "
-                                       f"(hw_sim supports input, dense, conv, flatten)")
+                                       f"(hw_sim supports input, dense, dense_rec, conv, flatten)")
         if not layers:
             raise self.fail("/layer", "no dense or conv layer")
-        tgo = self.tgo(layers, input_shape) if "tgo" in self.handle else None
+        tgo = None
+        if self.child(self.handle, "tgo", "/", h5py.Group) is not None:
+            tgo = self.tgo(layers, input_shape)
+            layers[0] = replace(layers[0], binary_input=tgo.input_message_bits == 0)
         return NetFile(self.path, input_shape, tuple(layers), tgo)
 
     # --- layers -------------------------------------------------------------------------------------------
     def dense(self, group: h5py.Group, where: str, index: int, prev_shape: Optional[Tuple[int, ...]],
-              flatten: bool) -> Tuple[Layer, Tuple[int, ...]]:
-        shape = self.shape(group, where)
-        size = int(np.prod(shape))
-        weight = self.integers(group, "weight", where)
-        if weight.ndim == 1 and weight.size % size == 0:
-            weight = weight.reshape(size, -1)  # netx accepts a flat weight
-        if weight.ndim != 2 or weight.shape[0] != size:
-            raise self.fail(where, f"key 'weight': shape {weight.shape} does not match (out={size}, in)")
-        if prev_shape is not None:
-            if len(prev_shape) > 1 and not flatten:
-                raise self.fail(where, f"dense layer after a layer of shape {prev_shape} needs a 'flatten' layer")
-            if weight.shape[1] != int(np.prod(prev_shape)):
-                raise self.fail(where, f"key 'weight': {weight.shape[1]} inputs, previous layer has "
-                                       f"{int(np.prod(prev_shape))} neurons")
+              flatten: bool, recurrent: bool) -> Tuple[Layer, Tuple[int, ...]]:
+        size = int(np.prod(self.shape(group, where)))
+        shape = (size,)  # netx flattens a dense layer's declared shape
+        if prev_shape is not None and len(prev_shape) > 1 and not flatten:
+            raise self.fail(where, f"key 'type': a dense layer after a layer of shape {prev_shape} needs a "
+                                   f"'flatten' layer between them (netx 0.6.0 cannot connect them either)")
+        in_size = None if prev_shape is None else int(np.prod(prev_shape))
+        weight = self.matrix(group, "weight", where, size, in_size)
+        rec = self.matrix(group, "weight_rec", where, size, size) if recurrent else None
+        self.check_weights(np.hstack([weight, rec]) if recurrent else weight, where,
+                           "'weight' and 'weight_rec'" if recurrent else "'weight'")
+        neuron = self.neuron(group, where) if self.child(group, "neuron", where) is not None else INTEGRATOR
+        delay, spread = self.delay(group, where, weight.shape)
+        if recurrent and self.child(group, "delay", where) is not None:
+            raise self.fail(where, "key 'delay': netx drops the weight exponent of a recurrent layer with delays, "
+                                   "so it does not compute the file's weights; hw_sim refuses it")
+        layer = Layer(index, Dense(weight), shape, neuron, self.bias(group, where, shape, neuron), delay, spread, rec)
+        return layer, (weight.shape[1],)
+
+    def matrix(self, group: h5py.Group, key: str, where: str, rows: int, cols: Optional[int]) -> np.ndarray:
+        """A dense weight [rows, cols] (netx also accepts it flat); cols None: any."""
+        declared = self.child(group, key, where, h5py.Dataset)
+        if declared is not None and cols is not None and declared.size != rows * cols:  # checked before reading
+            raise self.fail(where, f"key '{key}': shape {declared.shape} does not match (out={rows}, in={cols})")
+        weight = self.integers(group, key, where)
+        if weight.ndim == 1 and weight.size % rows == 0:
+            weight = weight.reshape(rows, -1)
+        if weight.ndim != 2 or weight.shape[0] != rows or (cols is not None and weight.shape[1] != cols):
+            raise self.fail(where, f"key '{key}': shape {weight.shape} does not match (out={rows}, "
+                                   f"in={'any' if cols is None else cols})")
+        return weight
+
+    def check_weights(self, weight: np.ndarray, where: str, keys: str) -> None:
         lo, hi = DENSE_WEIGHT_RANGE
         if not weight.any():
-            raise self.fail(where, "key 'weight': all zero (netx cannot load it)")
+            raise self.fail(where, f"key {keys}: all zero (netx cannot load it)")
         if weight.min() < lo or weight.max() > hi:
-            raise self.fail(where, f"key 'weight': values in [{weight.min()}, {weight.max()}], "
+            raise self.fail(where, f"key {keys}: values in [{weight.min()}, {weight.max()}], "
                                    f"netx is exact only for [{lo}, {hi}]")
-        neuron = self.neuron(group, where) if "neuron" in group else INTEGRATOR
-        layer = Layer(index, Dense(weight), shape, neuron, self.bias(group, where, shape), self.delay(group, where))
-        return layer, (weight.shape[1],)
 
     def conv(self, group: h5py.Group, where: str, index: int,
              prev_shape: Optional[Tuple[int, ...]]) -> Tuple[Layer, Tuple[int, ...]]:
@@ -265,6 +322,7 @@ class _Reader:
             weight = weight[..., 0]  # slayer writes a trailing time axis of 1
         if weight.ndim != 4:
             raise self.fail(where, f"key 'weight': shape {weight.shape}, expected (out, in/groups, kH, kW)")
+        self.check_weights(weight, where, "'weight'")
         stride, padding, dilation = (self.pair(group, key, where) for key in ("stride", "padding", "dilation"))
         groups = self.scalar(group, "groups", where, 1, prev_shape[0])
         channels, height, width = prev_shape
@@ -275,28 +333,33 @@ class _Reader:
                        for n, p, d, k, s in zip((height, width), padding, dilation, weight.shape[2:], stride))
         if len(shape) != 3 or shape != (weight.shape[0],) + out_hw:
             raise self.fail(where, f"key 'shape': {shape}, but the convolution produces {(weight.shape[0],) + out_hw}")
-        if "delay" in group:
+        if self.child(group, "delay", where) is not None:
             raise self.fail(where, "key 'delay': netx ignores delays on conv layers; remove it")
         synapse = Conv(weight, stride, padding, dilation, groups)
-        layer = Layer(index, synapse, shape, self.neuron(group, where), self.bias(group, where, shape), 0)
+        neuron = self.neuron(group, where)
+        layer = Layer(index, synapse, shape, neuron, self.bias(group, where, shape, neuron), 0)
         return layer, prev_shape
 
-    def neuron(self, group: h5py.Group, where: str) -> Neuron:
-        if "neuron" not in group or not isinstance(group["neuron"], h5py.Group):
+    def neuron(self, group: h5py.Group, where: str, input_layer: bool = False) -> Union[Neuron, SigmaDeltaNeuron]:
+        cfg = self.child(group, "neuron", where, h5py.Group)
+        if cfg is None:
             raise self.fail(where, "missing group 'neuron'")
-        cfg = group["neuron"]
         kind = self.string(cfg, "type", where, "neuron/")
-        if kind not in SUPPORTED_NEURONS:
-            raise self.fail(where, f"key 'neuron/type': unsupported neuron type {kind!r} "
-                                   f"(supported: {', '.join(SUPPORTED_NEURONS)})")
-        if "messageBits" in cfg:
+        if self.child(cfg, "messageBits", where) is not None:
             raise self.fail(where, "key 'neuron/messageBits': netx 0.6.0 cannot read it (it compiles a group "
-                                   "wrapper as the message width); remove it, CUBA spikes are binary")
+                                   "wrapper as the message width); remove it")
+        if kind == SDNN_TYPE:
+            sigma = not input_layer and self.child(cfg, "sigma_output", where) is not None
+            vth = 0 if sigma else self.scalar(cfg, "vThMant", where, 0, VTH_MANT_MAX, "neuron/")
+            return SigmaDeltaNeuron("delta" if input_layer else "sigma" if sigma else "sigma_delta", vth)
+        if kind not in CUBA_TYPES:
+            raise self.fail(where, f"key 'neuron/type': unsupported neuron type {kind!r} "
+                                   f"(supported: {', '.join(CUBA_TYPES + (SDNN_TYPE,))})")
         keys = ("noise_sigma", "noise_seed", "noise_prng")
-        present = [k for k in keys if k in cfg]
+        present = [k for k in keys if self.child(cfg, k, where) is not None]
         noise = None
         if present:
-            missing = [k for k in keys if k not in cfg]
+            missing = [k for k in keys if k not in present]
             if missing:
                 raise self.fail(where, f"missing key 'neuron/{missing[0]}' (stochastic layers need all of {keys})")
             name = self.string(cfg, "noise_prng", where, "neuron/")
@@ -308,9 +371,12 @@ class _Reader:
                       self.scalar(cfg, "vDecay", where, 0, DECAY_UNITY, "neuron/"),
                       self.scalar(cfg, "vThMant", where, 0, VTH_MANT_MAX, "neuron/"), noise)
 
-    def bias(self, group: h5py.Group, where: str, shape: Tuple[int, ...]) -> np.ndarray:
-        if "bias" not in group:
+    def bias(self, group: h5py.Group, where: str, shape: Tuple[int, ...],
+             neuron: Union[Neuron, SigmaDeltaNeuron]) -> np.ndarray:
+        if self.child(group, "bias", where) is None:
             return np.zeros(shape, np.int64)
+        if isinstance(neuron, SigmaDeltaNeuron) and neuron.kind == "sigma":
+            raise self.fail(where, "key 'bias': netx cannot give a bias to a 'sigma_output' layer")
         bias = self.integers(group, "bias", where)
         lo, hi = BIAS_RANGE
         if bias.size and (bias.min() < lo or bias.max() > hi):
@@ -321,19 +387,35 @@ class _Reader:
             return np.broadcast_to(bias[:, None, None], shape).copy()
         raise self.fail(where, f"key 'bias': shape {bias.shape} is neither per neuron {shape} nor per channel")
 
-    def delay(self, group: h5py.Group, where: str) -> int:
-        if "delay" not in group:
-            return 0
-        delay = self.integers(group, "delay", where).ravel()
-        if delay.size == 0 or (delay != delay[0]).any():
-            raise self.fail(where, "key 'delay': hw_sim supports one delay per layer (all values equal)")
-        if not 0 <= delay[0] <= MAX_DELAY:
-            raise self.fail(where, f"key 'delay': {delay[0]} outside [0, {MAX_DELAY}]")
-        return int(delay[0])
+    def delay(self, group: h5py.Group, where: str, weight_shape: Tuple[int, int]) -> Tuple[int, Optional[np.ndarray]]:
+        """netx's delays as (steps common to every synapse, [out, in] further steps or None when uniform).
+
+        Like netx: a scalar applies to every synapse, (out,) is axonal (per neuron), (in,) per input, (out, in)
+        per synapse; when any value exceeds MAX_DELAY all are clipped to [0, MAX_DELAY].
+        """
+        if self.child(group, "delay", where) is None:
+            return 0, None
+        delay = self.integers(group, "delay", where)
+        out, inputs = weight_shape
+        if delay.size == 1:
+            delay = np.full(weight_shape, int(delay.reshape(-1)[0]), np.int64)
+        elif delay.ndim == 1 and delay.size == out:
+            delay = np.repeat(delay.reshape(-1, 1), inputs, axis=1)
+        elif delay.ndim == 1 and delay.size == inputs:
+            delay = np.repeat(delay.reshape(1, -1), out, axis=0)
+        elif delay.shape != weight_shape:
+            raise self.fail(where, f"key 'delay': shape {delay.shape} fits neither (out={out},), (in={inputs},) "
+                                   f"nor the weight {weight_shape}")
+        if delay.max() > MAX_DELAY:
+            delay = np.clip(delay, 0, MAX_DELAY)  # netx clips (with a warning)
+        if delay.min() < 0:
+            raise self.fail(where, f"key 'delay': negative value {delay.min()}")
+        common = int(delay.min())
+        return common, (None if (delay == common).all() else delay - common)
 
     # --- /tgo ---------------------------------------------------------------------------------------------
     def tgo(self, layers: list, input_shape: Tuple[int, ...]) -> TgoMeta:
-        group, where = self.handle["tgo"], "/tgo"
+        group, where = self.handle["tgo"], "/tgo"  # a hard-linked group: checked by `child`
         fmt = self.string(group, "format", where)
         if fmt != TGO_FORMAT:
             raise self.fail(where, f"key 'format': {fmt!r}, expected {TGO_FORMAT!r}")
@@ -363,21 +445,53 @@ class _Reader:
                             "readout 'v' needs a last dense layer without a 'neuron' group")
         if meta.num_classes != last.size:
             raise self.fail(where, f"key 'num_classes': {meta.num_classes}, readout layer has {last.size} neurons")
-        if "readout_step" in group:  # optional; the exporter writes it
+        if self.child(group, "readout_step", where) is not None:  # optional; the exporter writes it
             expected = sum(layer.hop for layer in layers) - 1 + meta.timesteps  # L + T - 1 without delays
             if self.scalar(group, "readout_step", where, 0, 1 << 30) != expected:
                 raise self.fail(where, f"key 'readout_step': expected L + T - 1 = {expected}")
         try:
-            json.loads(meta.config_json)
-        except ValueError as err:
-            raise self.fail(where, f"key 'config_json': not JSON ({err})") from None
+            config = json.loads(meta.config_json)
+        except (ValueError, RecursionError) as err:
+            raise self.fail(where, f"key 'config_json': not JSON ({str(err)[:80]})") from None
+        if not isinstance(config, dict):
+            raise self.fail(where, f"key 'config_json': a JSON {type(config).__name__}, expected an object")
         return meta
 
     # --- typed values -------------------------------------------------------------------------------------
+    def child(self, group: h5py.Group, key: str, where: str, kind: type = object) -> Optional[Any]:
+        """group[key] when it exists as a hard link (soft and external links are refused, never followed),
+        else None; a `kind` (h5py.Group or h5py.Dataset) other than the object's is refused."""
+        link = group.get(key, getlink=True)
+        if link is None:
+            return None
+        if not isinstance(link, h5py.HardLink):
+            raise self.fail(where, f"key '{key}': a {type(link).__name__}; .net files may not hold links")
+        item = group[key]
+        if not isinstance(item, kind):
+            raise self.fail(where, f"key '{key}': expected a {kind.__name__.lower()}, found a "
+                                   f"{type(item).__name__.lower()}")
+        return item
+
     def dataset(self, group: h5py.Group, key: str, where: str, prefix: str = "") -> np.ndarray:
-        if key not in group or not isinstance(group[key], h5py.Dataset):
+        """The dataset's value, after checking its declared size (a memory bomb is refused before reading)."""
+        item = self.child(group, key, where, h5py.Dataset)
+        if item is None:
             raise self.fail(where, f"missing key '{prefix}{key}'")
-        value = group[key][()]
+        dtype = item.dtype
+        if dtype.kind not in "biufSO" or dtype.hasobject and h5py.check_string_dtype(dtype) is None:
+            raise self.fail(where, f"key '{prefix}{key}': unsupported data type {dtype}")
+        size = int(np.prod(item.shape)) if item.shape is not None else 0
+        limit, nbytes = ((MAX_STRING_BYTES, size * dtype.itemsize) if dtype.kind in "SO"
+                         else (MAX_ELEMENTS, size))
+        if dtype.kind == "O" and size > 1:
+            raise self.fail(where, f"key '{prefix}{key}': {size} variable-length strings, expected one")
+        if nbytes > limit:
+            raise self.fail(where, f"key '{prefix}{key}': declares {nbytes} {'bytes' if dtype.kind in 'SO' else 'values'}"
+                                   f", more than the {limit} a .net file may hold per key")
+        try:
+            value = item[()]
+        except (OSError, ValueError, TypeError) as err:
+            raise self.fail(where, f"key '{prefix}{key}': unreadable ({err})") from None
         return value if isinstance(value, np.ndarray) else np.asarray(value)
 
     def string(self, group: h5py.Group, key: str, where: str, prefix: str = "") -> str:
@@ -416,7 +530,9 @@ class _Reader:
     def shape(self, group: h5py.Group, where: str, key: str = "shape") -> Tuple[int, ...]:
         value = self.integers(group, key, where).reshape(-1)
         if value.size not in (1, 3) or (value < 1).any():
-            raise self.fail(where, f"key '{key}': {value.tolist()}, expected (N,) or (C, H, W) of positive sizes")
+            raise self.fail(where, f"key '{key}': {value.tolist()[:4]}, expected (N,) or (C, H, W) of positive sizes")
+        if int(np.prod(value.astype(float))) > MAX_NEURONS:
+            raise self.fail(where, f"key '{key}': {value.tolist()} holds more than {MAX_NEURONS} neurons")
         return tuple(int(v) for v in value)
 
     def pair(self, group: h5py.Group, key: str, where: str) -> Tuple[int, int]:

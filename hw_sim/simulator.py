@@ -11,16 +11,19 @@ states are integers held in float64 (`hw_sim.fixed_point`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hw_sim import prng
-from hw_sim.fixed_point import (STATE_DTYPE, STATE_SHIFT, UV_LIMIT, CubaState, cuba_params, cuba_step,
-                                 wrap_signed24)
-from hw_sim.netfile import DECAY_UNITY, Conv, Dense, Layer, NetFile
+from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, wrap_signed24
+from hw_sim.netfile import Conv, Dense, Layer, NetFile, Neuron, SigmaDeltaNeuron
+from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential, cuba_step
+from hw_sim.neurons.ops import EXACT, ExactOps
+from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
 
 Device = Union[str, torch.device]
 CPU_CHUNK_ELEMENTS = 1 << 15  # neuron states per batch slice on CPU: 256 KiB per float64 tensor
@@ -31,10 +34,11 @@ class Run:
     """What one simulation (hw_sim or Lava) of a batch of samples produced.
 
     Every array is indexed [sample, local step, *layer shape] (file order); local step j of layer k is Lava
-    step `offsets[k] + j` of a run that starts the sample at step 0.
+    step `offsets[k] + j` of a run that starts the sample at step 0. The state recorded per neuron type:
+    CUBA u and v (state units); sigma-delta sigma (as u) and act (as v), Sigma layers sigma in both.
     """
-    spikes: List[torch.Tensor]             # per layer, bool
-    readout_v: torch.Tensor                # v of the last layer, int64, state units
+    spikes: List[torch.Tensor]             # per layer: CUBA spikes bool, sigma-delta graded messages int64
+    readout_v: torch.Tensor                # v (or act) of the last layer, int64
     u: Optional[List[torch.Tensor]] = None  # per layer, int64 (only when recorded)
     v: Optional[List[torch.Tensor]] = None  # per layer, int64 (only when recorded)
 
@@ -80,7 +84,7 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
         receives the values themselves on its neurons' a_in. Steps S..steps-1 get no input.
     steps: window length per sample (default `net.window(S)`); must exceed S when the first layer has a
         synapse, so that a sample's input cannot leak into the next sample's window in Lava.
-    record: also keep u and v of every layer.
+    record: also keep every layer's state (CUBA: u and v; sigma-delta: sigma and act, see `Run`).
     Returns a `Run` whose tensors live on `device` (default: the input's device).
     """
     device = torch.device(device) if device is not None else spikes.device
@@ -91,37 +95,51 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     if in_steps + net.input_lag > steps:
         raise ValueError(f"{in_steps} input steps do not fit a window of {steps} steps")
     x = spikes.to(device).transpose(0, 1)  # time-major [S, N, ...]
-    if net.input_lag and net.input_message_bits == 0:  # a binary synapse counts any nonzero value as a spike
-        x = x != 0
-    low, high = x.aminmax() if x.numel() else (0, 0)
-    max_in = max(-int(low), int(high))
+    max_in = _peak(x)
     exact = torch.float32 if max_in < 2 ** 24 else torch.float64  # holds every input value exactly
     signal = torch.zeros((steps, count) + net.input_shape, dtype=exact, device=device)
     signal[net.input_lag:net.input_lag + in_steps] = x
     traces: List[Tuple[torch.Tensor, ...]] = []
     for layer in net.layers:
         traces.append(_run_layer(layer, signal, max_in, record or layer is net.layers[-1]))
-        signal, max_in = traces[-1][0], 1
+        signal = traces[-1][0]
+        max_in = 1 if isinstance(layer.neuron, Neuron) else _peak(signal)
 
     def batch_first(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return t.transpose(0, 1).to(dtype)
 
-    run = Run([batch_first(s, torch.bool) for s, _, _ in traces], batch_first(traces[-1][2], torch.int64))
+    outputs = [batch_first(s, torch.bool if isinstance(layer.neuron, Neuron) else torch.int64)
+               for (s, _, _), layer in zip(traces, net.layers)]
+    run = Run(outputs, batch_first(traces[-1][2], torch.int64))
     if record:
         run.u = [batch_first(u, torch.int64) for _, u, _ in traces]
         run.v = [batch_first(v, torch.int64) for _, _, v in traces]
     return run
 
 
+def _peak(x: torch.Tensor) -> int:
+    """max |x| as a Python int (0 for an empty tensor)."""
+    if not x.numel():
+        return 0
+    low, high = x.aminmax()
+    return max(-int(low), int(high))
+
+
 def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) -> Tuple[torch.Tensor, ...]:
-    """One layer over the window: spikes [steps, N, *shape] (0.0/1.0, float32), and u, v when keep_v."""
+    """One layer over the window: outputs [steps, N, *shape] (CUBA: 0.0/1.0 float32; sigma-delta: graded
+    float64), and the two recorded states (`Run`) when keep_v."""
+    if isinstance(layer.neuron, SigmaDeltaNeuron):
+        return _run_sigma_delta(layer, signal, max_in, keep_v)
     steps, count = signal.shape[:2]
     a, bound = _synaptic_input(layer, signal, max_in)
+    rec_layer = None
+    if layer.recurrent is not None:
+        rec_layer = replace(layer, synapse=Dense(layer.recurrent), recurrent=None, spread=None, binary_input=False)
+        bound += int(np.abs(layer.recurrent).sum(axis=1).max())
     bias = torch.as_tensor(layer.bias, device=a.device)
     params = cuba_params(layer.neuron, bias, bound, steps)
-    if params.wrap or params.saturate:  # the bound may be loose: decide on the input's actual peak
-        low, high = a.aminmax()
-        params = cuba_params(layer.neuron, bias, max(-int(low), int(high)), steps)
+    if rec_layer is None and (params.wrap or params.saturate):  # the bound may be loose: use the actual peak
+        params = cuba_params(layer.neuron, bias, _peak(a), steps)
     a6 = a.to(STATE_DTYPE).mul_(1 << STATE_SHIFT)
     noise = layer_noise(layer, steps, a.device)
     spikes = torch.empty(a6.shape, dtype=torch.float32, device=a6.device)  # exact 0/1, ready for the next matmul
@@ -131,21 +149,39 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) ->
     for first in range(0, count, chunk):
         rows = slice(first, first + chunk)
         state = CubaState.zeros(a6[0, rows])
+        ops = ExactOps(torch.empty_like(state.v))
         for j in range(steps):
-            cuba_step(state, a6[j, rows], params, spikes[j, rows], None if noise is None else noise[j])
+            a6_j = a6[j, rows]
+            if rec_layer is not None and j > 0:  # Lava: the layer's own spikes return one step later
+                a6_j = a6_j + _synaptic_input(rec_layer, spikes[j - 1:j, rows], 1)[0][0].to(STATE_DTYPE) * (
+                    1 << STATE_SHIFT)
+            _, state = cuba_step(state, a6_j, params, ops, None if noise is None else noise[j], spikes[j, rows])
             if keep_v:
                 u_all[j, rows], v_all[j, rows] = state.u, state.v
     return spikes, u_all, v_all
 
 
+def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) -> Tuple[torch.Tensor, ...]:
+    """A sigma-delta layer over the window: graded outputs [steps, N, *shape] float64, sigma and act."""
+    a = _synaptic_input(layer, signal, max_in)[0].to(STATE_DTYPE)
+    params = sigma_delta_params(layer.neuron.kind, layer.neuron.vth_mant, torch.as_tensor(layer.bias, device=a.device))
+    state = SigmaDeltaState.zeros(a[0])
+    out = torch.empty_like(a)
+    sigma_all, act_all = (torch.empty_like(a), torch.empty_like(a)) if keep_v else (None, None)
+    for j in range(a.shape[0]):
+        out[j], state = sigma_delta_step(state, a[j], params)
+        if keep_v:
+            sigma_all[j], act_all[j] = state.sigma, state.act if params.kind != "sigma" else state.sigma
+    return out, sigma_all, act_all
+
+
 def pre_spike_potentials(layer: Layer, u: torch.Tensor, v: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
     """v before the reset, [N, steps, *shape] int64 state units, from a recorded run's u, post-reset v and
-    spikes of one layer. Where a neuron spiked its recorded v is 0; before the reset it was Lava's
-    clip(trunc(v_prev * (4096 - vDecay) / 4096) + u + (bias << 6)) (exact in float64)."""
-    previous = torch.cat([torch.zeros_like(v[:, :1]), v[:, :-1]], dim=1).double()
-    decayed = (previous * ((DECAY_UNITY - layer.neuron.v_decay) / DECAY_UNITY)).trunc()
-    bias = torch.as_tensor(layer.bias, dtype=torch.float64, device=u.device) * (1 << STATE_SHIFT)
-    before = (decayed + u.double() + bias).clamp(-(UV_LIMIT - 1), UV_LIMIT - 1)
+    spikes of one CUBA layer: where a neuron spiked its recorded v is 0, before the reset it was
+    `neurons.cuba.cuba_potential` of the previous v and this step's u."""
+    previous = torch.cat([torch.zeros_like(v[:, :1]), v[:, :-1]], dim=1).to(STATE_DTYPE)
+    params = cuba_params(layer.neuron, torch.as_tensor(layer.bias, device=u.device), 1 << 24, 1)
+    before = cuba_potential(previous, u.to(STATE_DTYPE), params, EXACT)
     return torch.where(spikes, before.to(torch.int64), v)
 
 
@@ -179,15 +215,39 @@ def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int) -> Tuple[to
     synapse = layer.synapse
     if synapse is None:  # netx input layer: the input drives the neurons' a_in directly
         return signal, max_in
+    if layer.binary_input and max_in > 1:  # a binary synapse counts any nonzero value as one spike
+        signal, max_in = signal != 0, 1
     weight = torch.as_tensor(synapse.weight, device=signal.device)
     bound = int(weight.abs().reshape(weight.shape[0], -1).sum(dim=1).max()) * max_in
     dtype = _exact_dtype(bound, signal.device)
     rows = signal.reshape(steps * count, *signal.shape[2:]).to(dtype)
-    if isinstance(synapse, Dense):
-        a = rows.reshape(steps * count, -1) @ weight.to(dtype).T
-    else:
+    if isinstance(synapse, Conv):
         a = wrap_signed24(_conv(rows, weight.to(dtype), synapse, layer.shape).to(STATE_DTYPE))
-    return a.reshape(steps, count, *layer.shape), min(bound, 1 << 23) if isinstance(synapse, Conv) else bound
+        return a.reshape(steps, count, *layer.shape), min(bound, 1 << 23)
+    rows = rows.reshape(steps * count, -1)
+    if layer.spread is None:
+        return (rows @ weight.to(dtype).T).reshape(steps, count, *layer.shape), bound
+    return _delayed(rows, weight.to(dtype), torch.as_tensor(layer.spread, device=signal.device), steps), bound
+
+
+def _delayed(rows: torch.Tensor, weight: torch.Tensor, spread: torch.Tensor, steps: int) -> torch.Tensor:
+    """Dense input with per-synapse delays: a[j, :, o] = sum_i weight[o, i] * x[j - spread[o, i], :, i].
+
+    rows: [steps * N, in]; weight, spread: [out, in]. Returns [steps, N, out]. Axonal delays (constant per
+    output neuron) take one product and a shift per delay value; others one masked product per value.
+    """
+    count = rows.shape[0] // steps
+    a = rows.new_zeros((steps, count, weight.shape[0]))
+    axonal = bool((spread == spread[:, :1]).all())
+    full = (rows @ weight.T).reshape(steps, count, -1) if axonal else None
+    for extra in (int(e) for e in torch.unique(spread) if e < steps):
+        if axonal:
+            cols = spread[:, 0] == extra
+            a[extra:, :, cols] = full[:steps - extra, :, cols]
+        else:
+            part = (rows @ (weight * (spread == extra)).T).reshape(steps, count, -1)
+            a[extra:] += part[:steps - extra]
+    return a
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, conv: Conv, shape: Tuple[int, ...]) -> torch.Tensor:

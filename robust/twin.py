@@ -11,14 +11,15 @@ different to the simulator.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hw_sim.fixed_point import STATE_SHIFT, UV_LIMIT, wrap_int32, wrap_signed24, wrap_u
-from hw_sim.netfile import Conv, DECAY_UNITY, NetFile
+from hw_sim.netfile import Conv, NetFile, Neuron
+from hw_sim.neurons.cuba import CubaState, cuba_integrate, cuba_params
 from hw_sim.simulator import layer_noise
 from tgo_errors import UsageError
 from train.surrogate import spike
@@ -48,6 +49,35 @@ def _saturate(v: torch.Tensor) -> torch.Tensor:
     return v.clamp(-(UV_LIMIT - 1), UV_LIMIT - 1)
 
 
+class StraightThroughOps:
+    """`hw_sim.neurons.ops.NeuronOps` with the exact forward of every rounding, wrap and clip and an identity
+    backward; the spike's backward is the surrogate gradient of (v + noise - threshold) / threshold."""
+
+    def __init__(self, surrogate: str, alpha: float) -> None:
+        self.surrogate, self.alpha = surrogate, alpha
+
+    def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
+        return straight_through(x * factor, torch.trunc)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y
+
+    def wrap_current(self, u: torch.Tensor) -> torch.Tensor:
+        return straight_through(u, _wrap_current)
+
+    def wrap_int32(self, x: torch.Tensor) -> torch.Tensor:
+        return straight_through(x, wrap_int32)
+
+    def saturate(self, v: torch.Tensor) -> torch.Tensor:
+        return straight_through(v, _saturate)
+
+    def fire(self, v: torch.Tensor, threshold: float, noise: Optional[torch.Tensor],
+             out: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        drive = v - threshold if noise is None else v + noise - threshold
+        z = spike(drive / threshold, self.surrogate, self.alpha)
+        return z, v * (1.0 - z)
+
+
 class QuantizedTwin(nn.Module):
     """x [batch, *input_shape] in [0, 1] -> readout v at the readout step [batch, classes], float64.
 
@@ -60,9 +90,10 @@ class QuantizedTwin(nn.Module):
         if net.tgo is None:
             raise UsageError(f"{net.path}: not a tgo file (no /tgo group): the twin needs its input encoding")
         for layer in net.layers:
-            if layer.synapse is None or layer.delay:
-                raise UsageError(f"{net.path}: layer {layer.index} has no synapse or a delay; "
-                                 f"the twin supports tgo exports (dense/conv layers, no delays)")
+            if (layer.synapse is None or layer.delay or layer.spread is not None or layer.recurrent is not None
+                    or not isinstance(layer.neuron, Neuron)):
+                raise UsageError(f"{net.path}: layer {layer.index} has no synapse, a delay, recurrence or "
+                                 f"sigma-delta neurons; the twin supports tgo exports (CUBA dense/conv layers)")
         self.net, self.surrogate_name, self.alpha, self.logit_scale = net, surrogate, alpha, logit_scale
         self.steps = net.window(net.tgo.timesteps)
         self.weights = [torch.as_tensor(layer.synapse.weight, dtype=torch.float64) for layer in net.layers]
@@ -110,22 +141,18 @@ class QuantizedTwin(nn.Module):
         else:
             a = rows.reshape(steps * count, -1) @ weight.T
         a6 = a.reshape(steps, count, *layer.shape) * (1 << STATE_SHIFT)
-        neuron = layer.neuron
-        u_factor = (DECAY_UNITY - neuron.i_decay) / DECAY_UNITY
-        v_factor = (DECAY_UNITY - neuron.v_decay) / DECAY_UNITY
-        threshold = float(neuron.vth_mant << STATE_SHIFT)
-        bias = torch.as_tensor(layer.bias, dtype=torch.float64, device=a6.device) * (1 << STATE_SHIFT)
-        u = v = torch.zeros_like(a6[0])
+        bias = torch.as_tensor(layer.bias, dtype=torch.float64, device=a6.device)
+        # wrap and clip always: an attack may drive the input beyond any bound set for the exact simulator
+        params = cuba_params(layer.neuron, bias, 0, steps)._replace(wrap=True, saturate=True)
+        ops = StraightThroughOps(self.surrogate_name, self.alpha)
+        state = CubaState.zeros(a6[0])
         spikes: List[torch.Tensor] = []
         v_at_readout = None
         for j in range(steps):
-            u = straight_through(straight_through(u * u_factor, torch.trunc) + a6[j], _wrap_current)
-            v = straight_through(straight_through(v * v_factor, torch.trunc) + u + bias, wrap_int32)
-            v = straight_through(v, _saturate)
-            drive = v - threshold if noise is None else v + noise[j].to(v.device) - threshold
-            z = spike(drive / threshold, self.surrogate_name, self.alpha)
-            spikes.append(z)
+            before = cuba_integrate(state, a6[j], params, ops)
             if j == self.net.readout_local_step:
-                v_at_readout = v.reshape(count, -1)
-            v = v * (1.0 - z)
+                v_at_readout = before.v.reshape(count, -1)
+            z, v = ops.fire(before.v, params.threshold, None if noise is None else noise[j].to(a6.device), None)
+            spikes.append(z)
+            state = CubaState(before.u, v)
         return torch.stack(spikes), v_at_readout

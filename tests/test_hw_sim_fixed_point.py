@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hw_sim.fixed_point import CubaState, cuba_params, cuba_step
+from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_step
+from hw_sim.neurons.ops import ExactOps
 from hw_sim.netfile import Neuron
 from hw_sim.prng import gauss_noise
 
@@ -45,10 +46,10 @@ def sim_traces(neuron: Neuron, bias: np.ndarray, inputs: np.ndarray, sigma: Opti
     noise = None
     if sigma is not None:
         noise = gauss_noise(SEED, LAYER, torch.arange(n)[None, :], torch.arange(steps)[:, None], sigma).double()
-    state, spikes = CubaState.zeros(torch.zeros(n)), torch.zeros(n)
+    state, ops = CubaState.zeros(torch.zeros(n)), ExactOps()
     out = []
     for j, a in enumerate(torch.from_numpy(inputs).double() * 64):
-        cuba_step(state, a, params, spikes, None if noise is None else noise[j])
+        spikes, state = cuba_step(state, a, params, ops, None if noise is None else noise[j])
         out.append((state.u.numpy().copy(), state.v.numpy().copy(), spikes.numpy() > 0))
     return tuple(np.stack(x) for x in zip(*out))
 
@@ -93,9 +94,9 @@ def test_noise_changes_spikes_and_sigma_zero_does_not():
 
 def _step(u: list, v: list, a6: list, neuron: Neuron) -> Tuple[list, list, list]:
     """One step from the given state: (u, v, spikes) as lists."""
-    state = CubaState(*(torch.tensor(x, dtype=torch.float64) for x in (u, v, [0.0] * len(u))))
-    spikes = torch.zeros(len(u))
-    cuba_step(state, torch.tensor(a6, dtype=torch.float64), cuba_params(neuron, torch.zeros(len(u)), 2, 1), spikes)
+    state = CubaState(*(torch.tensor(x, dtype=torch.float64) for x in (u, v)))
+    params = cuba_params(neuron, torch.zeros(len(u)), 2, 1)
+    spikes, state = cuba_step(state, torch.tensor(a6, dtype=torch.float64), params, ExactOps())
     return state.u.tolist(), state.v.tolist(), spikes.tolist()
 
 
