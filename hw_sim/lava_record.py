@@ -14,6 +14,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 from lava.proc.lif.models import PyLifResetModelBitAcc
+from lava.proc.sdn.models import PyDeltaModelFixed, PySigmaDeltaModelFixed, PySigmaModelFixed
 
 from hw_sim.lava_neuron.models import PyStochasticLifModelFixed
 
@@ -21,9 +22,11 @@ RECORD_KEY = "tgo_record"  # proc_params key: {name: (file path, dtype name)} fo
 RECORD_STEPS_KEY = "tgo_record_steps"
 
 
-def record_params(folder: Path, layer: int, names: Tuple[str, ...]) -> Dict[str, Tuple[str, str]]:
-    """Files for layer `layer`'s recordings: spikes as int8, u and v as int32 (their Lava dtypes)."""
-    return {name: (str(folder / f"layer{layer}_{name}.bin"), "int8" if name == "s" else "int32") for name in names}
+def record_params(folder: Path, layer: int, names: Tuple[str, ...], graded: bool = False) -> Dict[str, Tuple[str, str]]:
+    """Files for layer `layer`'s recordings: binary spikes as int8, graded messages, u and v as int32 (their
+    Lava dtypes)."""
+    return {name: (str(folder / f"layer{layer}_{name}.bin"), "int8" if name == "s" and not graded else "int32")
+            for name in names}
 
 
 def read_record(spec: Tuple[str, str], steps: int, shape: Tuple[int, ...]) -> np.ndarray:
@@ -46,12 +49,17 @@ class RecordingMixin:
         self.spikes_now = super().spiking_activation()
         return self.spikes_now
 
+    def recorded_values(self) -> Dict[str, np.ndarray]:
+        """This step's values by recording name, Lava shape."""
+        return {"s": self.spikes_now, "u": self.u, "v": self.v}
+
     def run_spk(self) -> None:
         super().run_spk()
+        values = self.recorded_values()
         if self.record_files is None:
-            self.record_files = {name: np.memmap(path, dtype=dtype, mode="r+", shape=(self.record_steps, self.v.size))
+            size = values["s"].size
+            self.record_files = {name: np.memmap(path, dtype=dtype, mode="r+", shape=(self.record_steps, size))
                                  for name, (path, dtype) in self.record_spec.items()}
-        values = {"s": self.spikes_now, "u": self.u, "v": self.v}
         for name, target in self.record_files.items():
             target[self.time_step - 1] = values[name].T.reshape(-1)  # Lava's (W, H, C) -> file order (C, H, W)
 
@@ -62,6 +70,32 @@ class RecordingLifReset(RecordingMixin, PyLifResetModelBitAcc):
 
 class RecordingStochasticLif(RecordingMixin, PyStochasticLifModelFixed):
     """Our stochastic LIF model, recorded."""
+
+
+class SigmaDeltaRecordingMixin(RecordingMixin):
+    """Sigma-delta models: s is the message sent (the delta kept, >> state_exp), u is sigma, v is act."""
+
+    def delta_dynamics(self, act_data: np.ndarray) -> np.ndarray:
+        self.spikes_now = super().delta_dynamics(act_data)
+        return self.spikes_now
+
+    def recorded_values(self) -> Dict[str, np.ndarray]:
+        return {"s": np.right_shift(self.spikes_now, self.state_exp), "u": self.sigma, "v": self.act}
+
+
+class RecordingDelta(SigmaDeltaRecordingMixin, PyDeltaModelFixed):
+    """Lava's fixed-point Delta model (netx SDNN input layer), recorded; Delta keeps no sigma (recorded 0)."""
+
+
+class RecordingSigmaDelta(SigmaDeltaRecordingMixin, PySigmaDeltaModelFixed):
+    """Lava's fixed-point SigmaDelta model, recorded."""
+
+
+class RecordingSigma(RecordingMixin, PySigmaModelFixed):
+    """Lava's fixed-point Sigma model (netx `sigma_output`), recorded: s, u and v are all sigma."""
+
+    def recorded_values(self) -> Dict[str, np.ndarray]:
+        return {"s": self.sigma, "u": self.sigma, "v": self.sigma}
 
 
 def allocate(spec: Dict[str, Tuple[str, str]], steps: int, size: int) -> None:

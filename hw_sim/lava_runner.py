@@ -25,9 +25,9 @@ from lava.magma.core.run_configs import RunConfig
 from lava.proc import io
 
 from hw_sim.lava_neuron.process import StochasticLIF
-from hw_sim.lava_record import (RECORD_KEY, RECORD_STEPS_KEY, RecordingLifReset, RecordingStochasticLif, allocate,
-                                read_record, record_params)
-from hw_sim.netfile import Layer, NetFile
+from hw_sim.lava_record import (RECORD_KEY, RECORD_STEPS_KEY, RecordingDelta, RecordingLifReset, RecordingSigma,
+                                RecordingSigmaDelta, RecordingStochasticLif, allocate, read_record, record_params)
+from hw_sim.netfile import Layer, NetFile, Neuron
 from hw_sim.simulator import Run
 
 FIXED_PT = "fixed_pt"
@@ -58,36 +58,45 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     spikes: [N, S, *net.input_shape] integer input per step (as for `simulator.simulate`).
     record: also return u and v of every layer.
     progress: called with the number of samples finished after every `chunk` samples.
+    Networks whose state Lava cannot reset between samples (sigma-delta neurons, recurrence, delays that
+    differ between synapses) run one sample per Lava run.
     Returns a CPU `Run` indexed like the simulator's.
     """
     count, in_steps = spikes.shape[:2]
     steps = steps or net.window(in_steps)
     if count == 0:
         raise ValueError("no samples to run")
+    if count > 1 and not _resettable(net):
+        runs = [run_lava(net, spikes[i:i + 1], steps, record) for i in range(count)]
+        if progress is not None:
+            progress(count)
+        return _concatenate(runs)
     if in_steps + net.input_lag > steps:
         raise ValueError(f"{in_steps} input steps do not fit a window of {steps} steps")
     offsets = net.offsets
     total = count * steps + offsets[-1]
     network = netx.hdf5.Network(net_config=str(net.path), input_message_bits=net.input_message_bits,
-                                reset_interval=steps)
-    built = [tuple(block.neuron.v.shape[::-1]) for block in network.layers]  # Lava orders (W, H, C)
+                                reset_interval=steps, num_layers=net.layers[-1].index + 1)
+    built = [tuple(block.neuron.a_in.shape[::-1]) for block in network.layers]  # Lava orders (W, H, C)
     if built != [layer.shape for layer in net.layers]:
         raise RuntimeError(f"netx built layers of shapes {built}, hw_sim read {[l.shape for l in net.layers]}")
 
     data = np.zeros((total,) + net.input_shape, dtype=np.int32)
     data[:count * steps].reshape((count, steps) + net.input_shape)[:, :in_steps] = spikes.cpu().numpy()
-    source = io.source.RingBuffer(data=data.T)  # Lava wants [*Lava shape, time], Lava shape = file shape reversed
-    source.s_out.connect(network.inp if net.input_lag else network.in_layer.neuron.a_in)
+    target = network.inp if net.input_lag else network.in_layer.neuron.a_in
+    # Lava wants [*Lava shape, time], Lava shape = file shape reversed; a flat port takes torch's flatten order
+    source = io.source.RingBuffer(data=data.reshape(total, -1).T if len(target.shape) == 1 else data.T)
+    source.s_out.connect(target)
 
     with tempfile.TemporaryDirectory(prefix="tgo_lava_") as folder:
         specs = []
         for k, (block, layer) in enumerate(zip(network.layers, net.layers)):
             names = ("s", "u", "v") if record else ("s", "v") if k == len(net.layers) - 1 else ("s",)
-            specs.append(record_params(Path(folder), k, names))
+            specs.append(record_params(Path(folder), k, names, graded=not isinstance(layer.neuron, Neuron)))
             allocate(specs[-1], total, layer.size)
             _configure(block.neuron, layer, offsets[k] + 1, specs[-1], total)
-        config = FixedPtRunConfig({block.neuron: RecordingLifReset if layer.neuron.noise is None
-                                   else RecordingStochasticLif for block, layer in zip(network.layers, net.layers)})
+        config = FixedPtRunConfig({block.neuron: _recording_model(layer)
+                                   for block, layer in zip(network.layers, net.layers)})
         try:
             done = 0
             while done < count:
@@ -107,18 +116,41 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
             return torch.from_numpy(block.copy()).to(dtype)
 
         layers = range(len(net.layers))
-        run = Run([windows(k, "s", torch.bool) for k in layers], windows(len(net.layers) - 1, "v", torch.int64))
+        run = Run([windows(k, "s", torch.bool if isinstance(net.layers[k].neuron, Neuron) else torch.int64)
+                   for k in layers], windows(len(net.layers) - 1, "v", torch.int64))
         if record:
             run.u = [windows(k, "u", torch.int64) for k in layers]
             run.v = [windows(k, "v", torch.int64) for k in layers]
     return run
 
 
+def _resettable(net: NetFile) -> bool:
+    """Whether LIFReset windows separate the samples: CUBA layers only, no recurrence, one delay per layer."""
+    return all(isinstance(layer.neuron, Neuron) and layer.recurrent is None and layer.spread is None
+               for layer in net.layers)
+
+
+def _concatenate(runs: List[Run]) -> Run:
+    """One Run from runs of consecutive samples."""
+    def cat(parts: List[Optional[List[torch.Tensor]]]) -> Optional[List[torch.Tensor]]:
+        return None if parts[0] is None else [torch.cat(layer) for layer in zip(*parts)]
+    return Run(cat([r.spikes for r in runs]), torch.cat([r.readout_v for r in runs]),
+               cat([r.u for r in runs]), cat([r.v for r in runs]))
+
+
+def _recording_model(layer: Layer) -> type:
+    """The recording Lava model for the neuron process netx built for `layer`."""
+    if not isinstance(layer.neuron, Neuron):
+        return {"delta": RecordingDelta, "sigma_delta": RecordingSigmaDelta, "sigma": RecordingSigma}[layer.neuron.kind]
+    return RecordingLifReset if layer.neuron.noise is None else RecordingStochasticLif
+
+
 def _configure(neuron: AbstractProcess, layer: Layer, reset_offset: int, record: Dict[str, Tuple[str, str]],
                total: int) -> None:
     """Set a netx-built LIFReset's reset phase, recording files and (stochastic layers) noise parameters."""
     params = neuron.proc_params
-    params.overwrite("reset_offset", reset_offset)
+    if isinstance(layer.neuron, Neuron):
+        params.overwrite("reset_offset", reset_offset)
     params.overwrite(RECORD_KEY, record)
     params.overwrite(RECORD_STEPS_KEY, total)
     if layer.neuron.noise is not None:

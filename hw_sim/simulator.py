@@ -97,16 +97,19 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     x = spikes.to(device).transpose(0, 1)  # time-major [S, N, ...]
     max_in = _peak(x)
     exact = torch.float32 if max_in < 2 ** 24 else torch.float64  # holds every input value exactly
-    signal = torch.zeros((steps, count) + net.input_shape, dtype=exact, device=device)
-    signal[net.input_lag:net.input_lag + in_steps] = x
+    # Sigma-delta neurons are never reset: Lava runs every layer from step 0, before its window starts, so
+    # such networks run `lead` steps earlier (layer k from local step -offsets[k]; CUBA layers reset at 0).
+    lead = net.offsets[-1] if any(isinstance(layer.neuron, SigmaDeltaNeuron) for layer in net.layers) else 0
+    signal = torch.zeros((lead + steps, count) + net.input_shape, dtype=exact, device=device)
+    signal[lead + net.input_lag:lead + net.input_lag + in_steps] = x
     traces: List[Tuple[torch.Tensor, ...]] = []
-    for layer in net.layers:
-        traces.append(_run_layer(layer, signal, max_in, record or layer is net.layers[-1]))
+    for layer, offset in zip(net.layers, net.offsets):
+        traces.append(_run_layer(layer, signal, max_in, record or layer is net.layers[-1], lead - offset, lead))
         signal = traces[-1][0]
         max_in = 1 if isinstance(layer.neuron, Neuron) else _peak(signal)
 
     def batch_first(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return t.transpose(0, 1).to(dtype)
+        return t[lead:].transpose(0, 1).to(dtype)
 
     outputs = [batch_first(s, torch.bool if isinstance(layer.neuron, Neuron) else torch.int64)
                for (s, _, _), layer in zip(traces, net.layers)]
@@ -125,11 +128,13 @@ def _peak(x: torch.Tensor) -> int:
     return max(-int(low), int(high))
 
 
-def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) -> Tuple[torch.Tensor, ...]:
+def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, start: int = 0,
+               reset: int = 0) -> Tuple[torch.Tensor, ...]:
     """One layer over the window: outputs [steps, N, *shape] (CUBA: 0.0/1.0 float32; sigma-delta: graded
-    float64), and the two recorded states (`Run`) when keep_v."""
+    float64), and the two recorded states (`Run`) when keep_v. The layer runs from step `start` (zero before)
+    and a CUBA layer's state is reset to zero at step `reset`."""
     if isinstance(layer.neuron, SigmaDeltaNeuron):
-        return _run_sigma_delta(layer, signal, max_in, keep_v)
+        return _run_sigma_delta(layer, signal, max_in, keep_v, start)
     steps, count = signal.shape[:2]
     a, bound = _synaptic_input(layer, signal, max_in)
     rec_layer = None
@@ -142,17 +147,19 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) ->
         params = cuba_params(layer.neuron, bias, _peak(a), steps)
     a6 = a.to(STATE_DTYPE).mul_(1 << STATE_SHIFT)
     noise = layer_noise(layer, steps, a.device)
-    spikes = torch.empty(a6.shape, dtype=torch.float32, device=a6.device)  # exact 0/1, ready for the next matmul
-    u_all, v_all = (torch.empty_like(a6), torch.empty_like(a6)) if keep_v else (None, None)
+    spikes = torch.zeros(a6.shape, dtype=torch.float32, device=a6.device)  # exact 0/1, ready for the next matmul
+    u_all, v_all = (torch.zeros_like(a6), torch.zeros_like(a6)) if keep_v else (None, None)
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
     for first in range(0, count, chunk):
         rows = slice(first, first + chunk)
         state = CubaState.zeros(a6[0, rows])
         ops = ExactOps(torch.empty_like(state.v))
-        for j in range(steps):
+        for j in range(start, steps):
+            if j == reset and reset > start:  # LIFReset at the window's start
+                state = CubaState.zeros(a6[0, rows])
             a6_j = a6[j, rows]
-            if rec_layer is not None and j > 0:  # Lava: the layer's own spikes return one step later
+            if rec_layer is not None and j > start:  # Lava: the layer's own spikes return one step later
                 a6_j = a6_j + _synaptic_input(rec_layer, spikes[j - 1:j, rows], 1)[0][0].to(STATE_DTYPE) * (
                     1 << STATE_SHIFT)
             _, state = cuba_step(state, a6_j, params, ops, None if noise is None else noise[j], spikes[j, rows])
@@ -161,14 +168,16 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) ->
     return spikes, u_all, v_all
 
 
-def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) -> Tuple[torch.Tensor, ...]:
-    """A sigma-delta layer over the window: graded outputs [steps, N, *shape] float64, sigma and act."""
+def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool,
+                     start: int) -> Tuple[torch.Tensor, ...]:
+    """A sigma-delta layer from step `start` (zero before): graded outputs [steps, N, *shape] float64, sigma
+    and act."""
     a = _synaptic_input(layer, signal, max_in)[0].to(STATE_DTYPE)
     params = sigma_delta_params(layer.neuron.kind, layer.neuron.vth_mant, torch.as_tensor(layer.bias, device=a.device))
     state = SigmaDeltaState.zeros(a[0])
-    out = torch.empty_like(a)
-    sigma_all, act_all = (torch.empty_like(a), torch.empty_like(a)) if keep_v else (None, None)
-    for j in range(a.shape[0]):
+    out = torch.zeros_like(a)
+    sigma_all, act_all = (torch.zeros_like(a), torch.zeros_like(a)) if keep_v else (None, None)
+    for j in range(start, a.shape[0]):
         out[j], state = sigma_delta_step(state, a[j], params)
         if keep_v:
             sigma_all[j], act_all[j] = state.sigma, state.act if params.kind != "sigma" else state.sigma
