@@ -136,6 +136,17 @@ def _slayer_sigma_delta(path: Path) -> Path:
     return _export(path, blocks, torch.rand(1, 10, 5))
 
 
+def _netx_synapse_delays(path: Path) -> Path:
+    """Two dense layers: one delay per synapse (out, in), then one per input (in,)."""
+    rng = np.random.default_rng(7)
+    hidden = {"type": "CUBA", "iDecay": 1024, "vDecay": 256, "vThMant": 60}
+    layers = [{"type": "dense", "shape": [12], "weight": rng.integers(-80, 120, (12, 10)) * 2.0,
+               "delay": rng.integers(0, 4, (12, 10)), "neuron": hidden},
+              {"type": "dense", "shape": [4], "weight": rng.integers(-60, 120, (4, 12)) * 2.0,
+               "delay": rng.integers(1, 4, 12), "neuron": hidden}]
+    return write_net(path, layers)
+
+
 def _binary(net: NetFile, steps: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(5)
     return (torch.rand((1, steps) + net.input_shape, generator=g) < 0.4).to(torch.int32)
@@ -156,6 +167,7 @@ CASES: Dict[str, tuple] = {  # name: (write or locate the .net, input maker, inp
     "lava-dl pilotnet_sdnn square_network.net (SDNN conv, bias, strides, dilation)":
         (lambda d: GTS / "pilotnet_sdnn/square_network.net", _pilotnet_sdnn_input, 2),
     "slayer cuba Dense with axonal delays": (_slayer_delay, _binary, 12),
+    "netx delays per synapse and per input": (_netx_synapse_delays, _binary, 8),
     "slayer cuba Recurrent (dense_rec)": (_slayer_recurrent, _binary, 12),
     "slayer cuba Conv -> Flatten -> Dense": (_slayer_conv, _binary, 8),
     "slayer sigma_delta Input -> Dense -> Output": (_slayer_sigma_delta, _graded, 10),

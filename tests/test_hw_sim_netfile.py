@@ -62,6 +62,30 @@ def _delete(key):
     return action
 
 
+def _link(key, link):
+    def action(handle):
+        del handle[key]
+        handle[key] = link
+    return action
+
+
+def _declare(key, shape, dtype):
+    """Replace `key` by a compressed dataset that declares `shape` but stores (almost) nothing."""
+    def action(handle):
+        del handle[key]
+        handle.create_dataset(key, shape=shape, dtype=dtype, chunks=(1,) + tuple(shape[1:]), compression="gzip")
+    return action
+
+
+def _recurrent(weight_rec, delay=False):
+    def action(handle):
+        handle["layer/1/type"][0] = b"dense_rec"
+        handle.create_dataset("layer/1/weight_rec", data=weight_rec)
+        if delay:
+            handle.create_dataset("layer/1/delay", data=np.ones(24))
+    return action
+
+
 MLP_CASES = {  # edit of a valid tgo MLP file -> fragments the message must contain
     "layer gap": (_delete("layer/1"), ["/layer", "without gaps"]),
     "missing type": (_delete("layer/1/type"), ["layer 1", "missing key 'type'"]),
@@ -96,6 +120,21 @@ MLP_CASES = {  # edit of a valid tgo MLP file -> fragments the message must cont
     "tgo readout kind": (_set("tgo/readout", "spikes"), ["/tgo", "'readout'"]),
     "tgo readout step": (lambda h: h.create_dataset("tgo/readout_step", data=7), ["/tgo", "'readout_step'", "8"]),
     "tgo config json": (_set("tgo/config_json", "{oops"), ["/tgo", "'config_json'"]),
+    "tgo config json not an object": (_set("tgo/config_json", "[1, 2]"), ["/tgo", "'config_json'", "list"]),
+    # the file as a border (issue 11): no links, no dataset where a group belongs, sizes checked before reading
+    "layer is a dataset": (_set("layer/1", np.zeros(3)), ["/layer", "'1'", "expected a group"]),
+    "soft link": (_link("layer/1/weight", h5py.SoftLink("/layer/0/weight")), ["layer 1", "'weight'", "SoftLink"]),
+    "soft link loop": (_link("layer/1/neuron", h5py.SoftLink("/layer/1/neuron")), ["layer 1", "'neuron'", "SoftLink"]),
+    "external link": (_link("layer/0", h5py.ExternalLink("elsewhere.h5", "/layer/0")), ["/layer", "ExternalLink"]),
+    "config json linked": (_link("tgo/config_json", h5py.SoftLink("/layer/0/type")), ["/tgo", "SoftLink"]),
+    "weight memory bomb": (_declare("layer/1/weight", (10 ** 9, 64), "f4"),
+                           ["layer 1", "'weight'", "(1000000000, 64)", "in=32"]),
+    "first weight memory bomb": (_declare("layer/0/weight", (10 ** 9, 64), "f4"), ["layer 0", "'weight'", "declares"]),
+    "4 GB type string": (_declare("layer/1/type", (10 ** 6,), "S4096"), ["layer 1", "'type'", "4096000000 bytes"]),
+    "neuron count bomb": (_set("layer/2/shape", [10 ** 6, 10 ** 6, 1]), ["layer 2", "'shape'", "neurons"]),
+    "dense_comp": (_set("layer/1/type", np.array([b"dense_comp"], "S10")), ["layer 1", "'dense_comp'"]),
+    "recurrent weights out of range": (_recurrent(np.full((24, 24), 400)), ["layer 1", "'weight_rec'", "400"]),
+    "recurrent layer with delays": (_recurrent(np.full((24, 24), 2), delay=True), ["layer 1", "'delay'", "recurrent"]),
 }
 
 
@@ -121,6 +160,7 @@ CONV_CASES = {
     "conv missing stride": (_delete("layer/1/stride"), ["layer 1", "'stride'"]),
     "conv groups": (_set("layer/1/groups", 2), ["layer 1", "groups=2"]),
     "conv delay": (lambda h: h.create_dataset("layer/1/delay", data=1), ["layer 1", "'delay'", "ignores"]),
+    "conv weight out of range": (_set("layer/1/weight", np.full((4, 2, 3, 3), 2.0 ** 40)), ["layer 1", "'weight'", "exact"]),
     "missing input shape": (_delete("layer/0/shape"), ["layer 0", "'shape'"]),
 }
 
@@ -165,3 +205,18 @@ def test_tgo_file_must_feed_its_input_to_a_synapse(tmp_path):
     layers = [{"type": "input", "shape": [48], "neuron": neuron()}, dense(10, np.ones((10, 48)))]
     with pytest.raises(NetFormatError, match=r"layer 0 .*input' layer may hold only 'shape'"):
         load_net(write_net(tmp_path / "bad.net", layers, tgo_group(4, (3, 4, 4), 10)))
+
+
+def test_delays_are_read_as_netx_builds_them(tmp_path):
+    """Axonal (out,), per-input (in,) and per-synapse delays; all clipped to [0, 62] once one exceeds 62."""
+    rng = np.random.default_rng(0)
+    axonal = np.array([3, 70, 5])
+    layers = [dense(3, np.full((3, 4), 2.0), neuron(), delay=axonal),
+              dense(2, np.full((2, 3), 2.0), neuron(), delay=np.array([1, 2, 4])),
+              dense(2, np.full((2, 2), 2.0), neuron(), delay=rng.integers(2, 5, (2, 2)))]
+    net = load_net(write_net(tmp_path / "delays.net", layers))
+    first, second, third = net.layers
+    assert first.delay == 3 and np.array_equal(first.spread, np.repeat([[0], [59], [2]], 4, axis=1))
+    assert second.delay == 1 and np.array_equal(second.spread, np.tile([0, 1, 3], (2, 1)))
+    assert third.delay + third.spread.min() == 2 and net.offsets == (3, 5, 8)
+    assert net.window(1) == net.offsets[-1] + 1 + 1 + 59 + 3 + third.max_spread
