@@ -113,11 +113,28 @@ def _test_split(net: NetFile, n: Optional[int]) -> Tuple[torch.Tensor, torch.Ten
         data_cfg = DataConfig(**json.loads(net.tgo.config_json)["checkpoint"]["data"])
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{net.path}: its /tgo/config_json names no dataset; give --inputs FILE.npy") from None
+    _check_data_config(net, data_cfg)
     data = load_dataset(data_cfg)
+    if data.test_x[0].numel() != int(np.prod(net.tgo.input_shape)):
+        raise UsageError(f"{net.path}: its /tgo/config_json names dataset {data.name!r} of samples "
+                         f"{tuple(data.test_x.shape[1:])}, the network takes {net.tgo.input_shape}")
     n = len(data.test_x) if n is None else n
     if not 1 <= n <= len(data.test_x):
         raise UsageError(f"--n {n}: the {data.name} test split has {len(data.test_x)} samples")
     return encode_inputs(net, data.test_x[:n].to(torch.float64)), data.test_y[:n]
+
+
+def _check_data_config(net: NetFile, cfg) -> None:
+    """Refuse a config_json data section of the wrong types or values (a file is untrusted input)."""
+    where = f"{net.path}: /tgo/config_json data"
+    if not isinstance(cfg.dataset, str) or not (cfg.data_dir is None or isinstance(cfg.data_dir, str)):
+        raise UsageError(f"{where}: 'dataset' and 'data_dir' must be strings")
+    fraction = cfg.test_fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+        raise UsageError(f"{where}: 'test_fraction' must be a number in (0, 1), got {fraction!r}")
+    seed = cfg.split_seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise UsageError(f"{where}: 'split_seed' must be an integer in [0, 2^63), got {seed!r}")
 
 
 def write_json(folder: Path, report: Dict) -> Path:

@@ -18,8 +18,10 @@ def scores(net: NetFile, run: Run) -> torch.Tensor:
 
 
 def layer_type(layer: Layer) -> str:
-    """'dense', 'conv', or 'input' for a netx input layer with neurons."""
-    return type(layer.synapse).__name__.lower() if layer.synapse is not None else "input"
+    """'dense', 'dense_rec', 'conv', or 'input' for a netx input layer with neurons."""
+    if layer.synapse is None:
+        return "input"
+    return "dense_rec" if layer.recurrent is not None else type(layer.synapse).__name__.lower()
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Tally:
     predictions: List[int] = field(default_factory=list)   # per sample: predicted class (ties -> lowest)
 
     def add(self, net: NetFile, run: Run) -> None:
-        counts = [int(s.sum()) for s in run.spikes]
+        counts = [int((s != 0).sum()) for s in run.spikes]  # spikes, or graded messages sent
         sizes = [s.numel() for s in run.spikes]
         self.spikes = [a + b for a, b in zip(self.spikes, counts)] if self.spikes else counts
         self.neuron_steps = [a + b for a, b in zip(self.neuron_steps, sizes)] if self.neuron_steps else sizes

@@ -3,6 +3,7 @@
 import json
 import sys
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -130,3 +131,22 @@ def test_lava_backend_without_lava_exits_2(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "hw_sim.lava_runner", None)  # as if Lava were not installed
     result = _invoke(files[0], "--inputs", files[1], "--backend", "lava")
     assert result.exit_code == 2 and "needs lava-nc and lava-dl" in result.output
+
+
+CONFIG_ERRORS = {  # /tgo/config_json data section -> fragment of the one error line
+    "test_fraction beyond 1": ({"dataset": "digits", "test_fraction": 7}, "'test_fraction'"),
+    "string split_seed": ({"dataset": "digits", "split_seed": "0"}, "'split_seed'"),
+    "unknown dataset": ({"dataset": "imagenet"}, "imagenet"),
+    "another dataset's samples": ({"dataset": "digits"}, "the network takes"),  # digits are 1x8x8, the net 3x4x4
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_ERRORS)
+def test_bad_config_json_dataset_exits_2_with_one_line(files, case):
+    data, fragment = CONFIG_ERRORS[case]
+    with h5py.File(files[0], "r+") as handle:
+        del handle["tgo/config_json"]
+        handle["tgo/config_json"] = json.dumps({"checkpoint": {"data": data}})
+    result = _invoke(files[0])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("error:") and fragment in result.output
