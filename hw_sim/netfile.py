@@ -353,7 +353,8 @@ class _Reader:
             vth = 0 if sigma else self.scalar(cfg, "vThMant", where, 0, VTH_MANT_MAX, "neuron/")
             return SigmaDeltaNeuron("delta" if input_layer else "sigma" if sigma else "sigma_delta", vth)
         if kind not in CUBA_TYPES:
-            raise self.fail(where, f"key 'neuron/type': unsupported neuron type {kind!r} "
+            note = " (resonate-and-fire neurons are not supported)" if "RF" in kind else ""
+            raise self.fail(where, f"key 'neuron/type': unsupported neuron type {kind!r}{note} "
                                    f"(supported: {', '.join(CUBA_TYPES + (SDNN_TYPE,))})")
         keys = ("noise_sigma", "noise_seed", "noise_prng")
         present = [k for k in keys if self.child(cfg, k, where) is not None]
