@@ -1,9 +1,10 @@
 """Batched bit-exact simulator of a .net file in torch (CPU or CUDA); never imports Lava.
 
-Layers are feed-forward, so the network runs layer by layer over all steps of the sample window at once:
+Layers feed forward, so the network runs layer by layer over all steps of the sample window at once:
 the synaptic input of every step is one matrix product (or convolution) over [steps * batch] rows, then the
-neuron recurrence loops over the steps. Within a window layer k reads layer k-1's spikes of the same local
-step (the Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`).
+neuron step (`hw_sim.neurons`) loops over the steps; a recurrent (`dense_rec`) layer adds its own previous
+step's spikes inside that loop. Within a window layer k reads layer k-1's output of the same local step (the
+Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`; unequal delays shift within it).
 
 All values are integers. Synaptic sums run in floating point, which is exact whenever every partial sum
 stays below 2^24 (float32) or 2^53 (float64): the dtype is chosen per layer from a bound on the sum. Neuron
@@ -26,6 +27,7 @@ from hw_sim.neurons.ops import EXACT, ExactOps
 from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
 
 Device = Union[str, torch.device]
+INT32_LIMIT = 1 << 31        # Lava's sigma-delta states are int32
 CPU_CHUNK_ELEMENTS = 1 << 15  # neuron states per batch slice on CPU: 256 KiB per float64 tensor
 
 
@@ -177,8 +179,12 @@ def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bo
     state = SigmaDeltaState.zeros(a[0])
     out = torch.zeros_like(a)
     sigma_all, act_all = (torch.zeros_like(a), torch.zeros_like(a)) if keep_v else (None, None)
+    bias_max = _peak(params.bias) if params.bias is not None else 0
     for j in range(start, a.shape[0]):
         out[j], state = sigma_delta_step(state, a[j], params)
+        if _peak(state.sigma) + _peak(state.residue) + bias_max >= INT32_LIMIT:
+            raise ValueError(f"layer {layer.index}: sigma-delta state beyond Lava's int32 at step {j}, where Lava "
+                             f"wraps silently; hw_sim does not emulate that")
         if keep_v:
             sigma_all[j], act_all[j] = state.sigma, state.act if params.kind != "sigma" else state.sigma
     return out, sigma_all, act_all
