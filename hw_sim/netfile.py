@@ -487,8 +487,9 @@ class _Reader:
         if dtype.kind == "O" and size > 1:
             raise self.fail(where, f"key '{prefix}{key}': {size} variable-length strings, expected one")
         if nbytes > limit:
-            raise self.fail(where, f"key '{prefix}{key}': declares {nbytes} {'bytes' if dtype.kind in 'SO' else 'values'}"
-                                   f", more than the {limit} a .net file may hold per key")
+            unit = "bytes" if dtype.kind in "SO" else "values"
+            raise self.fail(where, f"key '{prefix}{key}': declares {nbytes} {unit}, more than the {limit} "
+                                   f"a .net file may hold per key")
         try:
             value = item[()]
         except (OSError, ValueError, TypeError) as err:

@@ -4,7 +4,7 @@ blocks (CUBA with axonal delays, recurrent, conv -> flatten -> dense, sigma-delt
 active so that a silent network cannot pass. One sample, few steps per Lava run."""
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Dict
 
 import h5py
 import numpy as np

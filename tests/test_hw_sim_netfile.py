@@ -160,7 +160,8 @@ CONV_CASES = {
     "conv missing stride": (_delete("layer/1/stride"), ["layer 1", "'stride'"]),
     "conv groups": (_set("layer/1/groups", 2), ["layer 1", "groups=2"]),
     "conv delay": (lambda h: h.create_dataset("layer/1/delay", data=1), ["layer 1", "'delay'", "ignores"]),
-    "conv weight out of range": (_set("layer/1/weight", np.full((4, 2, 3, 3), 2.0 ** 40)), ["layer 1", "'weight'", "exact"]),
+    "conv weight out of range": (_set("layer/1/weight", np.full((4, 2, 3, 3), 2.0 ** 40)),
+                                 ["layer 1", "'weight'", "exact"]),
     "missing input shape": (_delete("layer/0/shape"), ["layer 0", "'shape'"]),
 }
 
