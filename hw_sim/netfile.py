@@ -256,8 +256,8 @@ class _Reader:
                 prev, prev_shape, flatten = layer, layer.shape, False
                 layers.append(layer)
             elif kind == "dense_comp":
-                raise self.fail(where, "key 'type': 'dense_comp' (complex synapses into resonate-and-fire neurons) "
-                                       "is not supported by hw_sim")
+                raise self.fail(where, "key 'type': netx 0.6.0 cannot build 'dense_comp' (its Network has no "
+                                       "create_complex_dense)")
             else:
                 raise self.fail(where, f"key 'type': unsupported layer type {kind!r} "
                                        f"(hw_sim supports input, dense, dense_rec, conv, flatten)")
@@ -278,6 +278,9 @@ class _Reader:
             raise self.fail(where, f"key 'type': a dense layer after a layer of shape {prev_shape} needs a "
                                    f"'flatten' layer between them (netx 0.6.0 cannot connect them either)")
         in_size = None if prev_shape is None else int(np.prod(prev_shape))
+        if isinstance(self.child(group, "weight", where), h5py.Group):
+            raise self.fail(where, "key 'weight': complex weights (weight/real, weight/imag) feed resonate-and-fire "
+                                   "neurons, which hw_sim does not support")
         weight = self.matrix(group, "weight", where, size, in_size)
         rec = self.matrix(group, "weight_rec", where, size, size) if recurrent else None
         self.check_weights(np.hstack([weight, rec]) if recurrent else weight, where,

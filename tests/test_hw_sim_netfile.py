@@ -86,6 +86,13 @@ def _recurrent(weight_rec, delay=False):
     return action
 
 
+def _complex_weights(handle):
+    """netx's ComplexDense layout: a 'weight' group with 'real' and 'imag'."""
+    del handle["layer/1/weight"]
+    for part in ("real", "imag"):
+        handle.create_dataset(f"layer/1/weight/{part}", data=np.ones((24, 32)))
+
+
 MLP_CASES = {  # edit of a valid tgo MLP file -> fragments the message must contain
     "layer gap": (_delete("layer/1"), ["/layer", "without gaps"]),
     "missing type": (_delete("layer/1/type"), ["layer 1", "missing key 'type'"]),
@@ -133,6 +140,7 @@ MLP_CASES = {  # edit of a valid tgo MLP file -> fragments the message must cont
     "4 GB type string": (_declare("layer/1/type", (10 ** 6,), "S4096"), ["layer 1", "'type'", "4096000000 bytes"]),
     "neuron count bomb": (_set("layer/2/shape", [10 ** 6, 10 ** 6, 1]), ["layer 2", "'shape'", "neurons"]),
     "dense_comp": (_set("layer/1/type", np.array([b"dense_comp"], "S10")), ["layer 1", "'dense_comp'"]),
+    "complex weights": (_complex_weights, ["layer 1", "'weight'", "resonate-and-fire"]),
     "recurrent weights out of range": (_recurrent(np.full((24, 24), 400)), ["layer 1", "'weight_rec'", "400"]),
     "recurrent layer with delays": (_recurrent(np.full((24, 24), 2), delay=True), ["layer 1", "'delay'", "recurrent"]),
 }
