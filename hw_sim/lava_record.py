@@ -14,6 +14,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 from lava.proc.lif.models import PyLifResetModelBitAcc
+from lava.proc.rf_iz.models import PyRF_IZModelFixed
 from lava.proc.sdn.models import PyDeltaModelFixed, PySigmaDeltaModelFixed, PySigmaModelFixed
 
 from hw_sim.lava_neuron.models import PyStochasticLifModelFixed
@@ -102,3 +103,15 @@ def allocate(spec: Dict[str, Tuple[str, str]], steps: int, size: int) -> None:
     """Create zero-filled recording files of [steps, size]."""
     for path, dtype in spec.values():
         np.memmap(path, dtype=dtype, mode="w+", shape=(steps, size)).flush()
+
+
+class RecordingRfIz(RecordingMixin, PyRF_IZModelFixed):
+    """Lava's fixed-point RF_IZ model, recorded: s is its spike (its test on the clipped imag), u real, v imag."""
+
+    def resonator_dynamics(self, a_real_in_data, a_imag_in_data, real, imag):
+        new_real, new_imag = super().resonator_dynamics(a_real_in_data, a_imag_in_data, real, imag)
+        self.spikes_now = np.clip(new_imag, self.neg_voltage_limit, self.pos_voltage_limit) >= self.vth
+        return new_real, new_imag
+
+    def recorded_values(self) -> Dict[str, np.ndarray]:
+        return {"s": self.spikes_now, "u": self.real, "v": self.imag}

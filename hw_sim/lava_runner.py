@@ -25,9 +25,10 @@ from lava.magma.core.run_configs import RunConfig
 from lava.proc import io
 
 from hw_sim.lava_neuron.process import StochasticLIF
-from hw_sim.lava_record import (RECORD_KEY, RECORD_STEPS_KEY, RecordingDelta, RecordingLifReset, RecordingSigma,
-                                RecordingSigmaDelta, RecordingStochasticLif, allocate, read_record, record_params)
-from hw_sim.netfile import Layer, NetFile, Neuron
+from hw_sim.lava_record import (RECORD_KEY, RECORD_STEPS_KEY, RecordingDelta, RecordingLifReset, RecordingRfIz,
+                                RecordingSigma, RecordingSigmaDelta, RecordingStochasticLif, allocate, read_record,
+                                record_params)
+from hw_sim.netfile import Layer, NetFile, Neuron, ResonatorNeuron
 from hw_sim.simulator import Run
 
 FIXED_PT = "fixed_pt"
@@ -77,7 +78,7 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     total = count * steps + offsets[-1]
     network = netx.hdf5.Network(net_config=str(net.path), input_message_bits=net.input_message_bits,
                                 reset_interval=steps, num_layers=net.layers[-1].index + 1)
-    built = [tuple(block.neuron.a_in.shape[::-1]) for block in network.layers]  # Lava orders (W, H, C)
+    built = [tuple(block.out.shape[::-1]) for block in network.layers]  # Lava orders (W, H, C)
     if built != [layer.shape for layer in net.layers]:
         raise RuntimeError(f"netx built layers of shapes {built}, hw_sim read {[l.shape for l in net.layers]}")
 
@@ -92,7 +93,7 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
         specs = []
         for k, (block, layer) in enumerate(zip(network.layers, net.layers)):
             names = ("s", "u", "v") if record else ("s", "v") if k == len(net.layers) - 1 else ("s",)
-            specs.append(record_params(Path(folder), k, names, graded=not isinstance(layer.neuron, Neuron)))
+            specs.append(record_params(Path(folder), k, names, graded=layer.neuron.message_bits > 0))
             allocate(specs[-1], total, layer.size)
             _configure(block.neuron, layer, offsets[k] + 1, specs[-1], total)
         config = FixedPtRunConfig({block.neuron: _recording_model(layer)
@@ -116,7 +117,7 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
             return torch.from_numpy(block.copy()).to(dtype)
 
         layers = range(len(net.layers))
-        run = Run([windows(k, "s", torch.bool if isinstance(net.layers[k].neuron, Neuron) else torch.int64)
+        run = Run([windows(k, "s", torch.bool if net.layers[k].neuron.message_bits == 0 else torch.int64)
                    for k in layers], windows(len(net.layers) - 1, "v", torch.int64))
         if record:
             run.u = [windows(k, "u", torch.int64) for k in layers]
@@ -125,7 +126,8 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
 
 
 def _resettable(net: NetFile) -> bool:
-    """Whether LIFReset windows separate the samples: CUBA layers only, no recurrence, one delay per layer."""
+    """Whether LIFReset windows separate the samples: CUBA layers only, no recurrence, one delay per layer
+    (netx resets no sigma-delta or RF neuron)."""
     return all(isinstance(layer.neuron, Neuron) and layer.recurrent is None and layer.spread is None
                for layer in net.layers)
 
@@ -140,6 +142,8 @@ def _concatenate(runs: List[Run]) -> Run:
 
 def _recording_model(layer: Layer) -> type:
     """The recording Lava model for the neuron process netx built for `layer`."""
+    if isinstance(layer.neuron, ResonatorNeuron):
+        return RecordingRfIz
     if not isinstance(layer.neuron, Neuron):
         return {"delta": RecordingDelta, "sigma_delta": RecordingSigmaDelta, "sigma": RecordingSigma}[layer.neuron.kind]
     return RecordingLifReset if layer.neuron.noise is None else RecordingStochasticLif

@@ -33,6 +33,7 @@ BIAS_RANGE = (-(1 << 15), (1 << 15) - 1)  # Lava stores bias_mant as int16
 NOISE_SIGMA_MAX = (1 << 23) - 1
 CUBA_TYPES = ("CUBA", "LOIHI")
 SDNN_TYPE = "SDNN"
+RF_IZ_TYPE = "RF_IZ"        # netx builds Lava's RF_IZ for any type with "RF" and without "PHASE"
 SDNN_MESSAGE_BITS = 16      # netx's default graded-spike width of sigma-delta layers (CUBA: 0, binary)
 MAX_NEURONS = 1 << 24       # per layer: far beyond a Loihi 2 chip, small enough to allocate
 MAX_ELEMENTS = 1 << 26      # per dataset, checked before reading (a 58 KB file can declare 10^9 x 64)
@@ -76,6 +77,30 @@ INTEGRATOR = Neuron(i_decay=0, v_decay=DECAY_UNITY, vth_mant=1 << 17)
 
 
 @dataclass(frozen=True)
+class ResonatorNeuron:
+    """A netx RF_IZ layer (Lava's resonate-and-fire Izhikevich neuron), as Lava's RF process stores it."""
+    sin_decay: int  # out of 4096, after netx's round trip through period and alpha
+    cos_decay: int
+    vth: int        # spike when imag >= vth (vThMant << 6)
+    noise = None
+    message_bits = 0
+
+
+def resonator_decays(sin_mant: int, cos_mant: int) -> Tuple[int, int]:
+    """Lava's integer sin/cos decays of an RF neuron whose file says sinDecay/cosDecay (out of 4096).
+
+    netx converts them to a period and a decay (slayer's `rf.neuron_params`), and Lava's RF process back
+    (`(1 - alpha) * sin(2 pi / period)`, truncated to 12 bits); the same float64 operations here.
+    """
+    sin, cos = np.float64(sin_mant) / 4096, np.float64(cos_mant) / 4096
+    with np.errstate(divide="ignore"):
+        alpha = 1 - np.sqrt(sin ** 2 + cos ** 2)
+        period = 1 / (np.arctan2(sin, cos) / 2 / np.pi)
+        angle = np.pi * 2 * 1 / period
+    return int(np.int32((1 - alpha) * np.sin(angle) * 4096)), int(np.int32((1 - alpha) * np.cos(angle) * 4096))
+
+
+@dataclass(frozen=True)
 class Dense:
     """Fully connected synapse: each neuron receives exactly `weight @ s` (file integers)."""
     weight: np.ndarray  # [out, in] int64 in DENSE_WEIGHT_RANGE
@@ -97,12 +122,13 @@ class Layer:
     index: int                             # i of /layer/<i>
     synapse: Union[Dense, Conv, None]
     shape: Tuple[int, ...]                 # neurons, file order: (N,) or (C, H, W)
-    neuron: Union[Neuron, SigmaDeltaNeuron]
+    neuron: Union[Neuron, SigmaDeltaNeuron, ResonatorNeuron]
     bias: np.ndarray                       # [*shape] int64, CUBA: added to v as bias << 6 every step
     delay: int                             # extra steps on the synaptic hop for every synapse (0: one step in total)
     spread: Optional[np.ndarray] = None    # [out, in] int64 further steps per synapse (netx delays minus `delay`)
     recurrent: Optional[np.ndarray] = None  # dense_rec: [out, out] int64 weights from the layer's own spikes
     binary_input: bool = True              # the synapse counts any nonzero input as one spike (message bits 0)
+    imag: Optional[np.ndarray] = None      # complex weights: [out, in] int64 imaginary part (synapse: the real)
 
     @property
     def size(self) -> int:
@@ -278,14 +304,13 @@ class _Reader:
             raise self.fail(where, f"key 'type': a dense layer after a layer of shape {prev_shape} needs a "
                                    f"'flatten' layer between them (netx 0.6.0 cannot connect them either)")
         in_size = None if prev_shape is None else int(np.prod(prev_shape))
-        if isinstance(self.child(group, "weight", where), h5py.Group):
-            raise self.fail(where, "key 'weight': complex weights (weight/real, weight/imag) feed resonate-and-fire "
-                                   "neurons, which hw_sim does not support")
+        neuron = self.neuron(group, where) if self.child(group, "neuron", where) is not None else INTEGRATOR
+        if isinstance(self.child(group, "weight", where), h5py.Group) or isinstance(neuron, ResonatorNeuron):
+            return self.complex_dense(group, where, index, shape, in_size, neuron, recurrent)
         weight = self.matrix(group, "weight", where, size, in_size)
         rec = self.matrix(group, "weight_rec", where, size, size) if recurrent else None
         self.check_weights(np.hstack([weight, rec]) if recurrent else weight, where,
                            "'weight' and 'weight_rec'" if recurrent else "'weight'")
-        neuron = self.neuron(group, where) if self.child(group, "neuron", where) is not None else INTEGRATOR
         delay, spread = self.delay(group, where, weight.shape)
         if recurrent and self.child(group, "delay", where) is not None:
             raise self.fail(where, "key 'delay': netx drops the weight exponent of a recurrent layer with delays, "
@@ -293,16 +318,37 @@ class _Reader:
         layer = Layer(index, Dense(weight), shape, neuron, self.bias(group, where, shape, neuron), delay, spread, rec)
         return layer, (weight.shape[1],)
 
-    def matrix(self, group: h5py.Group, key: str, where: str, rows: int, cols: Optional[int]) -> np.ndarray:
+    def complex_dense(self, group: h5py.Group, where: str, index: int, shape: Tuple[int, ...],
+                      in_size: Optional[int], neuron, recurrent: bool) -> Tuple[Layer, Tuple[int, ...]]:
+        """netx's ComplexDense: real and imaginary weights into RF_IZ neurons (no bias, no delay)."""
+        parts = self.child(group, "weight", where)
+        if recurrent or not isinstance(neuron, ResonatorNeuron) or not isinstance(parts, h5py.Group):
+            raise self.fail(where, "key 'weight': netx builds complex weights (weight/real, weight/imag) only in a "
+                                   "'dense' layer of RF neurons, and RF neurons only behind complex weights")
+        for key in ("bias", "delay"):
+            if self.child(group, key, where) is not None:
+                raise self.fail(where, f"key '{key}': netx ignores it on a layer with complex weights; remove it")
+        real = self.matrix(parts, "real", where, shape[0], in_size, "weight/")
+        imag = self.matrix(parts, "imag", where, shape[0], in_size, "weight/")
+        if real.shape != imag.shape:
+            raise self.fail(where, f"key 'weight/imag': shape {imag.shape}, 'weight/real' has {real.shape}")
+        self.check_weights(real, where, "'weight/real'")
+        self.check_weights(imag, where, "'weight/imag'")
+        layer = Layer(index, Dense(real), shape, neuron, np.zeros(shape, np.int64), 0, imag=imag)
+        return layer, (real.shape[1],)
+
+    def matrix(self, group: h5py.Group, key: str, where: str, rows: int, cols: Optional[int],
+               prefix: str = "") -> np.ndarray:
         """A dense weight [rows, cols] (netx also accepts it flat); cols None: any."""
         declared = self.child(group, key, where, h5py.Dataset)
         if declared is not None and cols is not None and declared.size != rows * cols:  # checked before reading
-            raise self.fail(where, f"key '{key}': shape {declared.shape} does not match (out={rows}, in={cols})")
-        weight = self.integers(group, key, where)
+            raise self.fail(where, f"key '{prefix}{key}': shape {declared.shape} does not match (out={rows}, "
+                                   f"in={cols})")
+        weight = self.integers(group, key, where, prefix)
         if weight.ndim == 1 and weight.size % rows == 0:
             weight = weight.reshape(rows, -1)
         if weight.ndim != 2 or weight.shape[0] != rows or (cols is not None and weight.shape[1] != cols):
-            raise self.fail(where, f"key '{key}': shape {weight.shape} does not match (out={rows}, "
+            raise self.fail(where, f"key '{prefix}{key}': shape {weight.shape} does not match (out={rows}, "
                                    f"in={'any' if cols is None else cols})")
         return weight
 
@@ -343,7 +389,8 @@ class _Reader:
         layer = Layer(index, synapse, shape, neuron, self.bias(group, where, shape, neuron), 0)
         return layer, prev_shape
 
-    def neuron(self, group: h5py.Group, where: str, input_layer: bool = False) -> Union[Neuron, SigmaDeltaNeuron]:
+    def neuron(self, group: h5py.Group, where: str,
+               input_layer: bool = False) -> Union[Neuron, SigmaDeltaNeuron, ResonatorNeuron]:
         cfg = self.child(group, "neuron", where, h5py.Group)
         if cfg is None:
             raise self.fail(where, "missing group 'neuron'")
@@ -355,10 +402,14 @@ class _Reader:
             sigma = not input_layer and self.child(cfg, "sigma_output", where) is not None
             vth = 0 if sigma else self.scalar(cfg, "vThMant", where, 0, VTH_MANT_MAX, "neuron/")
             return SigmaDeltaNeuron("delta" if input_layer else "sigma" if sigma else "sigma_delta", vth)
+        if "RF" in kind and "PHASE" not in kind and not input_layer:  # netx's rule for Lava's RF_IZ
+            sin, cos = resonator_decays(self.scalar(cfg, "sinDecay", where, -DECAY_UNITY, DECAY_UNITY, "neuron/"),
+                                        self.scalar(cfg, "cosDecay", where, -DECAY_UNITY, DECAY_UNITY, "neuron/"))
+            return ResonatorNeuron(sin, cos, self.scalar(cfg, "vThMant", where, 0, VTH_MANT_MAX, "neuron/") << 6)
         if kind not in CUBA_TYPES:
-            note = " (resonate-and-fire neurons are not supported)" if "RF" in kind else ""
+            note = " (Lava 0.10.0's fixed-point RF model sends twice per step)" if "RF" in kind else ""
             raise self.fail(where, f"key 'neuron/type': unsupported neuron type {kind!r}{note} "
-                                   f"(supported: {', '.join(CUBA_TYPES + (SDNN_TYPE,))})")
+                                   f"(supported: {', '.join(CUBA_TYPES + (SDNN_TYPE, RF_IZ_TYPE))})")
         keys = ("noise_sigma", "noise_seed", "noise_prng")
         present = [k for k in keys if self.child(cfg, k, where) is not None]
         noise = None

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 
 from hw_sim import prng
 from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, wrap_signed24
-from hw_sim.netfile import Conv, Dense, Layer, NetFile, Neuron, SigmaDeltaNeuron
+from hw_sim.netfile import Conv, Dense, Layer, NetFile, Neuron, ResonatorNeuron, SigmaDeltaNeuron
 from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential, cuba_step
 from hw_sim.neurons.ops import EXACT, ExactOps
+from hw_sim.neurons.resonator import ResonatorParams, ResonatorState, rf_iz_step
 from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
 
 Device = Union[str, torch.device]
@@ -37,9 +38,10 @@ class Run:
 
     Every array is indexed [sample, local step, *layer shape] (file order); local step j of layer k is Lava
     step `offsets[k] + j` of a run that starts the sample at step 0. The state recorded per neuron type:
-    CUBA u and v (state units); sigma-delta sigma (as u) and act (as v), Sigma layers sigma in both.
+    CUBA u and v (state units); sigma-delta sigma (as u) and act (as v), Sigma layers sigma in both;
+    RF_IZ real (as u) and imag (as v).
     """
-    spikes: List[torch.Tensor]             # per layer: CUBA spikes bool, sigma-delta graded messages int64
+    spikes: List[torch.Tensor]             # per layer: binary spikes bool, sigma-delta graded messages int64
     readout_v: torch.Tensor                # v (or act) of the last layer, int64
     u: Optional[List[torch.Tensor]] = None  # per layer, int64 (only when recorded)
     v: Optional[List[torch.Tensor]] = None  # per layer, int64 (only when recorded)
@@ -99,21 +101,21 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     x = spikes.to(device).transpose(0, 1)  # time-major [S, N, ...]
     max_in = _peak(x)
     exact = torch.float32 if max_in < 2 ** 24 else torch.float64  # holds every input value exactly
-    # Sigma-delta neurons are never reset: Lava runs every layer from step 0, before its window starts, so
-    # such networks run `lead` steps earlier (layer k from local step -offsets[k]; CUBA layers reset at 0).
-    lead = net.offsets[-1] if any(isinstance(layer.neuron, SigmaDeltaNeuron) for layer in net.layers) else 0
+    # Sigma-delta and RF neurons are never reset: Lava runs every layer from step 0, before its window starts,
+    # so such networks run `lead` steps earlier (layer k from local step -offsets[k]; CUBA layers reset at 0).
+    lead = net.offsets[-1] if any(not isinstance(layer.neuron, Neuron) for layer in net.layers) else 0
     signal = torch.zeros((lead + steps, count) + net.input_shape, dtype=exact, device=device)
     signal[lead + net.input_lag:lead + net.input_lag + in_steps] = x
     traces: List[Tuple[torch.Tensor, ...]] = []
     for layer, offset in zip(net.layers, net.offsets):
         traces.append(_run_layer(layer, signal, max_in, record or layer is net.layers[-1], lead - offset, lead))
         signal = traces[-1][0]
-        max_in = 1 if isinstance(layer.neuron, Neuron) else _peak(signal)
+        max_in = 1 if layer.neuron.message_bits == 0 else _peak(signal)
 
     def batch_first(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return t[lead:].transpose(0, 1).to(dtype)
 
-    outputs = [batch_first(s, torch.bool if isinstance(layer.neuron, Neuron) else torch.int64)
+    outputs = [batch_first(s, torch.bool if layer.neuron.message_bits == 0 else torch.int64)
                for (s, _, _), layer in zip(traces, net.layers)]
     run = Run(outputs, batch_first(traces[-1][2], torch.int64))
     if record:
@@ -137,6 +139,8 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     and a CUBA layer's state is reset to zero at step `reset`."""
     if isinstance(layer.neuron, SigmaDeltaNeuron):
         return _run_sigma_delta(layer, signal, max_in, keep_v, start)
+    if isinstance(layer.neuron, ResonatorNeuron):
+        return _run_resonator(layer, signal, max_in, keep_v, start)
     steps, count = signal.shape[:2]
     a, bound = _synaptic_input(layer, signal, max_in)
     rec_layer = None
@@ -188,6 +192,26 @@ def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bo
         if keep_v:
             sigma_all[j], act_all[j] = state.sigma, state.act if params.kind != "sigma" else state.sigma
     return out, sigma_all, act_all
+
+
+def _run_resonator(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool,
+                   start: int) -> Tuple[torch.Tensor, ...]:
+    """An RF_IZ layer behind complex weights from step `start` (zero before): spikes [steps, N, *shape] 0.0/1.0
+    float32, real and imag."""
+    a_real = _synaptic_input(layer, signal, max_in)[0].to(STATE_DTYPE)
+    imag_layer = replace(layer, synapse=Dense(layer.imag), imag=None)
+    a_imag = _synaptic_input(imag_layer, signal, max_in)[0].to(STATE_DTYPE)
+    neuron = layer.neuron
+    params = ResonatorParams(float(neuron.sin_decay), float(neuron.cos_decay), float(neuron.vth))
+    state = ResonatorState.zeros(a_real[0])
+    spikes = torch.zeros(a_real.shape, dtype=torch.float32, device=a_real.device)
+    real_all, imag_all = (torch.zeros_like(a_real), torch.zeros_like(a_real)) if keep_v else (None, None)
+    for j in range(start, a_real.shape[0]):
+        z, state = rf_iz_step(state, a_real[j], a_imag[j], params)
+        spikes[j] = z
+        if keep_v:
+            real_all[j], imag_all[j] = state.real, state.imag
+    return spikes, real_all, imag_all
 
 
 def pre_spike_potentials(layer: Layer, u: torch.Tensor, v: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:

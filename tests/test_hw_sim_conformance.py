@@ -147,6 +147,20 @@ def _netx_synapse_delays(path: Path) -> Path:
     return write_net(path, layers)
 
 
+def _netx_resonators(path: Path) -> Path:
+    """Complex weights into RF_IZ neurons (netx's ComplexDense), then a CUBA layer."""
+    rng = np.random.default_rng(8)
+    layers = [{"type": "dense", "shape": [6], "neuron": {"type": "RF_IZ", "sinDecay": 1000, "cosDecay": 3700,
+                                                          "vThMant": 40}},
+              {"type": "dense", "shape": [3], "weight": rng.integers(-100, 120, (3, 6)) * 2.0,
+               "neuron": {"type": "CUBA", "iDecay": 1024, "vDecay": 256, "vThMant": 60}}]
+    write_net(path, layers)
+    with h5py.File(path, "r+") as handle:
+        for part in ("real", "imag"):
+            handle.create_dataset(f"layer/0/weight/{part}", data=rng.integers(-100, 120, (6, 5)) * 2.0)
+    return path
+
+
 def _binary(net: NetFile, steps: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(5)
     return (torch.rand((1, steps) + net.input_shape, generator=g) < 0.4).to(torch.int32)
@@ -171,6 +185,7 @@ CASES: Dict[str, tuple] = {  # name: (write or locate the .net, input maker, inp
     "slayer cuba Recurrent (dense_rec)": (_slayer_recurrent, _binary, 12),
     "slayer cuba Conv -> Flatten -> Dense": (_slayer_conv, _binary, 8),
     "slayer sigma_delta Input -> Dense -> Output": (_slayer_sigma_delta, _graded, 10),
+    "netx complex weights into RF_IZ neurons": (_netx_resonators, _binary, 12),
 }
 
 

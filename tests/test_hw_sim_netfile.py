@@ -86,6 +86,12 @@ def _recurrent(weight_rec, delay=False):
     return action
 
 
+def _rf_neurons(handle):
+    handle["layer/0/neuron/type"][()] = "RF_IZ"
+    for key, value in (("sinDecay", 1000), ("cosDecay", 3700)):
+        handle.create_dataset(f"layer/0/neuron/{key}", data=value)
+
+
 def _complex_weights(handle):
     """netx's ComplexDense layout: a 'weight' group with 'real' and 'imag'."""
     del handle["layer/1/weight"]
@@ -98,7 +104,8 @@ MLP_CASES = {  # edit of a valid tgo MLP file -> fragments the message must cont
     "missing type": (_delete("layer/1/type"), ["layer 1", "missing key 'type'"]),
     "unsupported layer type": (_set("layer/1/type", np.array([b"pool"], "S10")), ["layer 1", "'pool'"]),
     "type not a string": (_set("layer/0/type", 3), ["layer 0", "'type'", "string"]),
-    "unknown neuron type": (_set("layer/0/neuron/type", "RF_IZ"), ["layer 0", "neuron/type", "'RF_IZ'"]),
+    "unknown neuron type": (_set("layer/0/neuron/type", "RF_PHASE"), ["layer 0", "neuron/type", "'RF_PHASE'"]),
+    "RF neurons behind real weights": (_rf_neurons, ["layer 0", "'weight'", "complex"]),
     "missing vThMant": (_delete("layer/1/neuron/vThMant"), ["layer 1", "'neuron/vThMant'"]),
     "negative iDecay": (_set("layer/0/neuron/iDecay", -5), ["layer 0", "'neuron/iDecay'", "-5"]),
     "vDecay above 4096": (_set("layer/1/neuron/vDecay", 5000), ["layer 1", "'neuron/vDecay'", "5000"]),
@@ -140,7 +147,7 @@ MLP_CASES = {  # edit of a valid tgo MLP file -> fragments the message must cont
     "4 GB type string": (_declare("layer/1/type", (10 ** 6,), "S4096"), ["layer 1", "'type'", "4096000000 bytes"]),
     "neuron count bomb": (_set("layer/2/shape", [10 ** 6, 10 ** 6, 1]), ["layer 2", "'shape'", "neurons"]),
     "dense_comp": (_set("layer/1/type", np.array([b"dense_comp"], "S10")), ["layer 1", "'dense_comp'"]),
-    "complex weights": (_complex_weights, ["layer 1", "'weight'", "resonate-and-fire"]),
+    "complex weights into CUBA neurons": (_complex_weights, ["layer 1", "'weight'", "RF neurons"]),
     "recurrent weights out of range": (_recurrent(np.full((24, 24), 400)), ["layer 1", "'weight_rec'", "400"]),
     "recurrent layer with delays": (_recurrent(np.full((24, 24), 2), delay=True), ["layer 1", "'delay'", "recurrent"]),
 }
