@@ -2,8 +2,8 @@
 
 Format knowledge lives here only. The reader interprets the file exactly as `lava.lib.dl.netx.hdf5.Network`
 (lava-dl 0.6.0) does for everything netx runs in fixed point: layer types `input` (with or without neurons),
-`dense`, `dense_rec`, `conv`, `flatten`; neuron types CUBA/LOIHI and SDNN; axonal, input and per-synapse
-delays. Everything else is refused with a `NetFormatError` naming the layer and key (SUPPORTED_TABLE).
+`dense` (real or complex weights), `dense_rec`, `conv`, `flatten`; neuron types CUBA/LOIHI, SDNN and RF_IZ;
+axonal, input and per-synapse delays. Everything else is refused with a `NetFormatError` naming the layer and key (SUPPORTED_TABLE).
 The file is a border: links are refused, and every dataset's shape and size are checked before it is read.
 Nothing in the file is executed.
 
