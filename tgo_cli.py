@@ -165,7 +165,8 @@ def export_command(
 @user_errors
 def simulate(
     model: Path = typer.Argument(..., help="A .net file: a tgo export, or a lava-dl netx network (input, dense, "
-                                           "dense_rec, conv, flatten layers; CUBA/LOIHI, SDNN or RF_IZ neurons; delays)."),
+                                           "dense_rec, conv, flatten layers; CUBA/LOIHI, SDNN or RF_IZ neurons; "
+                                           "delays)."),
     backend: str = typer.Option("hwsim", help="hwsim (batched, bit-exact) | lava (Loihi2SimCfg fixed_pt)."),
     compare: bool = typer.Option(False, help="Run both backends on the same samples; exit 1 on the first mismatch."),
     n: Optional[int] = typer.Option(None, "--n", help="Number of samples (default: all)."),

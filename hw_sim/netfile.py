@@ -3,9 +3,9 @@
 Format knowledge lives here only. The reader interprets the file exactly as `lava.lib.dl.netx.hdf5.Network`
 (lava-dl 0.6.0) does for everything netx runs in fixed point: layer types `input` (with or without neurons),
 `dense` (real or complex weights), `dense_rec`, `conv`, `flatten`; neuron types CUBA/LOIHI, SDNN and RF_IZ;
-axonal, input and per-synapse delays. Everything else is refused with a `NetFormatError` naming the layer and key (SUPPORTED_TABLE).
-The file is a border: links are refused, and every dataset's shape and size are checked before it is read.
-Nothing in the file is executed.
+axonal, input and per-synapse delays. Everything else is refused with a `NetFormatError` naming the layer
+and key. The file is a border: links are refused, and every dataset's shape and size are checked before it
+is read. Nothing in the file is executed.
 
 Time alignment (see DESIGN.md "hw_sim"): every synaptic hop costs one Lava step plus its `delay`. Each layer
 k restarts from zero state at the start of its own sample window, `offsets[k]` steps after the input's
