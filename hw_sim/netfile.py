@@ -10,7 +10,8 @@ is read. Nothing in the file is executed.
 Time alignment (see DESIGN.md "hw_sim"): every synaptic hop costs one Lava step plus its `delay`. Each layer
 k restarts from zero state at the start of its own sample window, `offsets[k]` steps after the input's
 window starts, so within a window ("local step" j) layer k reads layer k-1's spikes of the same local step,
-and a first layer with a synapse reads the input of local step j-1.
+and a first layer with a synapse reads the input of local step j-1. (Sigma-delta and RF neurons are never
+reset: they run from Lava step 0, see `simulator.simulate`.)
 """
 from __future__ import annotations
 
