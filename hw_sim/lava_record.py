@@ -15,7 +15,7 @@ from typing import Dict, Tuple
 import numpy as np
 from lava.proc.lif.models import PyLifResetModelBitAcc
 
-from hw_sim.lava_neuron.models import PyStochasticLifModelFixed
+from hw_sim.lava_neuron.models import PyStochasticLifModelBitAcc
 
 RECORD_KEY = "tgo_record"  # proc_params key: {name: (file path, dtype name)} for names in 's', 'u', 'v'
 RECORD_STEPS_KEY = "tgo_record_steps"
@@ -60,7 +60,7 @@ class RecordingLifReset(RecordingMixin, PyLifResetModelBitAcc):
     """Lava's bit-accurate LIFReset model, recorded."""
 
 
-class RecordingStochasticLif(RecordingMixin, PyStochasticLifModelFixed):
+class RecordingStochasticLif(RecordingMixin, PyStochasticLifModelBitAcc):
     """Our stochastic LIF model, recorded."""
 
 

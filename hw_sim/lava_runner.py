@@ -1,9 +1,8 @@
 """Run a .net file in Lava's fixed-point simulator (the reference), many samples back to back in one run.
 
-netx (`lava.lib.dl.netx.hdf5.Network`) builds the network from the file, with LIFReset neurons that restart
-from zero state every `steps` Lava steps; each layer's reset phase is set to its window offset
-(`NetFile.offsets`), so layer k's window of sample n starts at Lava step `n * steps + offsets[k]`. A layer with
-noise keys gets the noise parameters in its neuron's proc_params and our `PyStochasticLifModelFixed` model.
+`hw_sim.lava.StochasticNetwork` builds the network (netx's blocks, our `StochasticLIF` for noisy layers)
+with neurons that restart from zero state every `steps` Lava steps, each layer at its window offset
+(`NetFile.offsets`), so layer k's window of sample n starts at Lava step `n * steps + offsets[k]`.
 Every neuron runs in a recording subclass of its model (`hw_sim.lava_record`), selected per neuron instance
 through `exception_proc_model_map`, so no sink or monitor process slows the run.
 
@@ -17,17 +16,17 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from lava.lib.dl import netx
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import RunConfig
 from lava.proc import io
 
+from hw_sim.lava.loader import StochasticNetwork
 from hw_sim.lava_neuron.process import StochasticLIF
 from hw_sim.lava_record import (RECORD_KEY, RECORD_STEPS_KEY, RecordingLifReset, RecordingStochasticLif, allocate,
                                 read_record, record_params)
-from hw_sim.netfile import Layer, NetFile
+from hw_sim.netfile import NetFile
 from hw_sim.simulator import Run
 
 FIXED_PT = "fixed_pt"
@@ -68,11 +67,7 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
         raise ValueError(f"{in_steps} input steps do not fit a window of {steps} steps")
     offsets = net.offsets
     total = count * steps + offsets[-1]
-    network = netx.hdf5.Network(net_config=str(net.path), input_message_bits=net.input_message_bits,
-                                reset_interval=steps)
-    built = [tuple(block.neuron.v.shape[::-1]) for block in network.layers]  # Lava orders (W, H, C)
-    if built != [layer.shape for layer in net.layers]:
-        raise RuntimeError(f"netx built layers of shapes {built}, hw_sim read {[l.shape for l in net.layers]}")
+    network = StochasticNetwork(net, reset_interval=steps)
 
     data = np.zeros((total,) + net.input_shape, dtype=np.int32)
     data[:count * steps].reshape((count, steps) + net.input_shape)[:, :in_steps] = spikes.cpu().numpy()
@@ -85,9 +80,9 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
             names = ("s", "u", "v") if record else ("s", "v") if k == len(net.layers) - 1 else ("s",)
             specs.append(record_params(Path(folder), k, names))
             allocate(specs[-1], total, layer.size)
-            _configure(block.neuron, layer, offsets[k] + 1, specs[-1], total)
-        config = FixedPtRunConfig({block.neuron: RecordingLifReset if layer.neuron.noise is None
-                                   else RecordingStochasticLif for block, layer in zip(network.layers, net.layers)})
+            _record(block.neuron, specs[-1], total)
+        config = FixedPtRunConfig({block.neuron: RecordingStochasticLif if isinstance(block.neuron, StochasticLIF)
+                                   else RecordingLifReset for block in network.layers})
         try:
             done = 0
             while done < count:
@@ -114,14 +109,7 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     return run
 
 
-def _configure(neuron: AbstractProcess, layer: Layer, reset_offset: int, record: Dict[str, Tuple[str, str]],
-               total: int) -> None:
-    """Set a netx-built LIFReset's reset phase, recording files and (stochastic layers) noise parameters."""
-    params = neuron.proc_params
-    params.overwrite("reset_offset", reset_offset)
-    params.overwrite(RECORD_KEY, record)
-    params.overwrite(RECORD_STEPS_KEY, total)
-    if layer.neuron.noise is not None:
-        noise = layer.neuron.noise
-        for key, value in zip(StochasticLIF.NOISE_KEYS, (noise.sigma, noise.seed, layer.index)):
-            params.overwrite(key, value)
+def _record(neuron: AbstractProcess, record: Dict[str, Tuple[str, str]], total: int) -> None:
+    """Give a neuron process its recording files (read by `hw_sim.lava_record`'s models)."""
+    neuron.proc_params.overwrite(RECORD_KEY, record)
+    neuron.proc_params.overwrite(RECORD_STEPS_KEY, total)
