@@ -1,6 +1,6 @@
 """Run a .net file in Lava's fixed-point simulator (the reference), many samples back to back in one run.
 
-`hw_sim.lava.StochasticNetwork` builds the network (netx's blocks, our `StochasticLIF` for noisy layers)
+`hw_sim.lava.load_network` builds the network (netx's blocks, our `StochasticLIF` for noisy layers)
 with neurons that restart from zero state every `steps` Lava steps, each layer at its window offset
 (`NetFile.offsets`), so layer k's window of sample n starts at Lava step `n * steps + offsets[k]`.
 Every neuron runs in a recording subclass of its model (`hw_sim.lava_record`), selected per neuron instance
@@ -22,7 +22,7 @@ from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import RunConfig
 from lava.proc import io
 
-from hw_sim.lava.loader import StochasticNetwork
+from hw_sim.lava.loader import load_network
 from hw_sim.lava_neuron.process import StochasticLIF
 from hw_sim.lava_record import (RECORD_KEY, RECORD_STEPS_KEY, RecordingLifReset, RecordingStochasticLif, allocate,
                                 read_record, record_params)
@@ -67,7 +67,7 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
         raise ValueError(f"{in_steps} input steps do not fit a window of {steps} steps")
     offsets = net.offsets
     total = count * steps + offsets[-1]
-    network = StochasticNetwork(net, reset_interval=steps)
+    network = load_network(net, reset_interval=steps)
 
     data = np.zeros((total,) + net.input_shape, dtype=np.int32)
     data[:count * steps].reshape((count, steps) + net.input_shape)[:, :in_steps] = spikes.cpu().numpy()

@@ -36,28 +36,16 @@ BIAS_EXP = 6  # netx: bias_mant << 6, as the file's bias enters v
 class StochasticNetwork(netx.hdf5.Network):
     """A .net file as a Lava process graph, netx-compatible (`inp`, `out`, `layers`), noise included.
 
-    reset_interval: steps per sample; every layer restarts from zero state once per interval, at its own
-        phase (its window offset `NetFile.offsets`, plus `reset_offset`), and the noise counter restarts with
-        it. Default for tgo files: `L + T`, one sample per window (`NetFile.window`); None for other files
-        means no reset (netx's `LIF`), which files with noise keys cannot use.
-    net_config: a .net path, or a `NetFile` already read (possibly changed in memory, e.g. its noise seed).
-    input_message_bits: graded-input width of the first synapse (default: the file's, 0 = binary spikes).
-    `netfile` keeps the validated file (`hw_sim.netfile.NetFile`).
+    Build it with `load_network`. `netfile` keeps the validated file (`hw_sim.netfile.NetFile`).
+    reset_interval: steps per sample (every layer restarts from zero state once per interval at its own
+        phase, and the noise counter restarts with it), or None (no reset, netx's `LIF`; no noisy layers).
+    input_message_bits: graded-input width of the first synapse (0 = binary spikes).
     """
 
-    def __init__(self, net_config: Union[str, Path, NetFile], reset_interval: Optional[int] = None,
-                 reset_offset: int = 0, input_message_bits: Optional[int] = None) -> None:
-        self.netfile: NetFile = net_config if isinstance(net_config, NetFile) else load_net(net_config)
-        if reset_interval is None and self.netfile.tgo is not None:
-            reset_interval = self.netfile.window(self.netfile.tgo.timesteps)
-        if reset_interval is None and any(layer.neuron.noise for layer in self.netfile.layers):
-            raise UsageError(f"{net_config}: stochastic layers restart their noise counter at each reset: "
-                             f"pass reset_interval (steps per sample)")
-        if reset_interval is not None and reset_interval < 1:
-            raise UsageError(f"reset_interval must be >= 1, got {reset_interval}")
-        bits = self.netfile.input_message_bits if input_message_bits is None else input_message_bits
-        super().__init__(net_config=str(self.netfile.path), input_message_bits=bits, reset_interval=reset_interval,
-                         reset_offset=reset_offset)
+    def __init__(self, netfile: NetFile, reset_interval: Optional[int], input_message_bits: int) -> None:
+        self.netfile = netfile
+        super().__init__(net_config=str(netfile.path), input_message_bits=input_message_bits,
+                         reset_interval=reset_interval)
 
     def _create(self) -> List[AbstractProcess]:
         """One netx block per layer, connected like netx's `_create` (conv -> dense through a CHW flatten)."""
@@ -65,7 +53,7 @@ class StochasticNetwork(netx.hdf5.Network):
         layers: List[AbstractProcess] = []
         bits = self.input_message_bits
         for layer, offset in zip(net.layers, net.offsets):
-            neuron = self._neuron_params(layer, self.reset_offset + offset + 1)
+            neuron = self._neuron_params(layer, offset + 1)
             layers.append(_block(layer, neuron, bits, tuple(net.input_shape[::-1]) if not layers
                                  else layers[-1].shape))
             bits = layers[-1].output_message_bits
@@ -117,9 +105,24 @@ class PyStochasticNetworkModel(AbstractPyBlockModel):
     """netx's network model (a sub-process model tagged fixed_pt) for our subclass."""
 
 
-def load_network(path: Union[str, Path], reset_interval: Optional[int] = None) -> StochasticNetwork:
-    """The .net file at `path` as a Lava process graph (see `StochasticNetwork`)."""
-    return StochasticNetwork(path, reset_interval=reset_interval)
+def load_network(net_config: Union[str, Path, NetFile], reset_interval: Optional[int] = None) -> StochasticNetwork:
+    """The .net file as a Lava process graph whose noisy layers are `StochasticLIF` (see `StochasticNetwork`).
+
+    net_config: a .net path, or a `NetFile` already read (possibly changed in memory, e.g. its noise seed).
+    reset_interval: steps per sample; every layer restarts from zero state once per interval, at its own phase
+        (its window offset `NetFile.offsets`), and the noise counter restarts with it. Default for tgo files:
+        `L + T` (`NetFile.window`), one sample per window; for other files: no reset (netx's `LIF`), which
+        files with noise keys cannot use.
+    """
+    net = net_config if isinstance(net_config, NetFile) else load_net(net_config)
+    if reset_interval is None and net.tgo is not None:
+        reset_interval = net.window(net.tgo.timesteps)
+    if reset_interval is None and any(layer.neuron.noise for layer in net.layers):
+        raise UsageError(f"{net.path}: stochastic layers restart their noise counter at each reset: "
+                         f"pass reset_interval (steps per sample)")
+    if reset_interval is not None and reset_interval < 1:
+        raise UsageError(f"reset_interval must be >= 1, got {reset_interval}")
+    return StochasticNetwork(net, reset_interval, net.input_message_bits)
 
 
 def input_data(net: StochasticNetwork, images: np.ndarray) -> np.ndarray:
