@@ -144,20 +144,27 @@ def export_command(
     seed: int = typer.Option(0, help="Threshold-noise seed written to model.net (0..2^32-1)."),
     input_scale: Optional[int] = typer.Option(None, help="Input scale Q in 1..255: pixel x enters as round(x*Q) "
                                                          "(default: chosen by the quantizer)."),
+    profile: str = typer.Option("loihi2", help="Chip profile of hardware.json (export/profiles/*.json)."),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
     """Quantize a checkpoint to Loihi fixed point and write the netx .net, ONNX and NIR graphs."""
+    import json
     from rich.console import Console
     from export.pipeline import export_checkpoint, parse_formats
-    from export.summary import evaluation_table, quantization_table
+    from export.summary import evaluation_table, hardware_table, quantization_table
     console = Console()
     with console.status("exporting", spinner="dots") as status:
         report = export_checkpoint(checkpoint, out, parse_formats(formats), seed=seed, input_scale=input_scale,
+                                   profile=profile,
                                    stage=(lambda msg: None) if quiet else (lambda msg: status.update(msg)))
     if "quantization" in report:
         console.print(quantization_table(report))
     if "evaluation" in report:
         console.print(evaluation_table(report))
+    if "hardware" in report:
+        console.print(hardware_table(json.loads((Path(out) / report["hardware"]["file"]).read_text())))
+    if "lava" in report:
+        typer.echo(f"note: {report['lava']['note']}")
     typer.echo(f"wrote {', '.join(sorted(p.name for p in Path(out).iterdir()))} to {out}")
 
 
@@ -179,6 +186,28 @@ def simulate(
     code = simulate_command(model, inputs, labels, n, backend, compare, out, batch, device)
     if code:
         raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def hardware(
+    model: Path = typer.Argument(..., help="A .net file (tgo export or any netx dense/conv CUBA network)."),
+    profile: str = typer.Option("loihi2", help="Chip profile (export/profiles/*.json)."),
+    n: Optional[int] = typer.Option(100, "--n", help="Samples whose hw_sim activity is measured."),
+    inputs: Optional[Path] = typer.Option(None, help="Samples .npy (default for tgo files: their test split)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for hardware.json (default: beside MODEL)."),
+) -> None:
+    """Fit, cores, and per-inference activity, energy and latency of a .net under a chip profile."""
+    from rich.console import Console
+    from export.hardware import measure
+    from export.summary import hardware_table
+    from tgo_files import write_json_atomic
+    report = measure(model, profile, inputs, n)
+    path = (out if out is not None else model.parent) / "hardware.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, report)
+    Console().print(hardware_table(report))
+    typer.echo(f"wrote {path}")
 
 
 @app.command()
