@@ -168,6 +168,25 @@ def export_command(
     typer.echo(f"wrote {', '.join(sorted(p.name for p in Path(out).iterdir()))} to {out}")
 
 
+@app.command("import")
+@user_errors
+def import_command(
+    graph: Path = typer.Argument(..., help="A NIR graph file (e.g. written by Norse's to_nir, or tgo's model.nir)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write: checkpoint.pt and config.json."),
+    dataset: str = typer.Option(_DEF.data.dataset, help="The data set the model takes (see tgo train)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder for folder datasets."),
+    timesteps: int = typer.Option(_DEF.model.timesteps, "--timesteps", "-T", help="Time steps per sample."),
+    sigma: float = typer.Option(0.0, help="Threshold-noise std of the deployed neuron (membrane units; 0: none)."),
+    dt: float = typer.Option(_DEF.neuron.dt, help="Seconds per step, when the graph's metadata gives none."),
+) -> None:
+    """Turn a NIR graph into a tgo run folder that tgo export, attack and verify accept."""
+    from train.nir_import import import_nir
+    cfg = _defaults()
+    cfg.data.dataset, cfg.data.data_dir = dataset, None if data_dir is None else str(data_dir)
+    cfg.model.timesteps, cfg.tgo.sigma = timesteps, sigma
+    typer.echo(f"wrote {import_nir(graph, out, cfg, dt)}")
+
+
 @app.command()
 @user_errors
 def simulate(
