@@ -65,7 +65,7 @@ class LayerResources:
     synapses_nonzero: int
     fan_in_axons: int
     fan_out_axons: int
-    weight_bits: int           # signed width of the largest |weight| (sign bit only with negative weights)
+    weight_bits: int           # unsigned width, or two's complement width with negative weights
     delay: int
     cores: int
     cores_limited_by: str
@@ -86,7 +86,9 @@ def _source_counts(layer: Layer, in_shape: Sequence[int], mask: np.ndarray) -> n
 
 
 def _weight_bits(weight: np.ndarray) -> int:
-    return int(np.abs(weight).max()).bit_length() + int((weight < 0).any())
+    """Width of the weights: unsigned when none is negative, else two's complement ([-256, 254]: 9 bits)."""
+    low, high = int(weight.min()), int(weight.max())
+    return high.bit_length() if low >= 0 else max((-low - 1).bit_length(), high.bit_length()) + 1
 
 
 def _ceil(a: float, b: Optional[float]) -> int:

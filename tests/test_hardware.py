@@ -41,7 +41,7 @@ def test_resources_and_partition_by_hand(tiny):
     # conv: 4 outputs x 4 taps, 3 nonzero taps; pixel (0, 2) feeds only the zero tap; 12 * 3 bits > 20 -> 2 cores
     assert rows == [(1, "conv", 4, 16, 12, 8, 1, 3, 2, "neurons"),
                     (3, "dense", 2, 8, 3, 3, 1, 4, 1, "neurons"),
-                    (4, "dense", 2, 4, 4, 2, 0, 4, 1, "neurons")]
+                    (4, "dense", 2, 4, 4, 2, 0, 3, 1, "neurons")]  # [-4, 3]: 3 bits
     assert report["cores"] == 4 and report["fits"] and report["problems"] == []
 
 
@@ -52,16 +52,16 @@ def test_a_model_that_does_not_fit_names_the_layer_and_the_excess(tiny):
         "layer 1: needs 4 input axons per core, tiny allows 2 (2 too many)",
         "layer 3: needs 3 input axons per core, tiny allows 2 (1 too many)",
         "layer 3: needs 4 weight bits, tiny allows 3 (1 too many)",
-        "layer 4: needs 4 weight bits, tiny allows 3 (1 too many)",
         "the network needs 4 cores, one tiny chip has 3 (1 too many; layer 1 alone needs 2)"]
 
 
 def test_synaptic_memory_and_fan_out_set_the_cores(tiny):
-    rows = hardware_report(tiny, _profile(neurons_per_core=100, synapse_bits_per_core=12))["layers"]
-    # readout 16 bits / 12 -> 2 cores; dense: 2 neurons x 2 readout cores / 2 axons per core -> 2 cores;
-    # conv: 36 bits / 12 -> 3, but 4 neurons x 2 dense cores / 2 -> 4
+    rows = hardware_report(tiny, _profile(neurons_per_core=100, synapse_bits_per_core=11,
+                                          fan_out_axons_per_core=1))["layers"]
+    # readout: 4 nonzero x 3 bits = 12 > 11 -> 2 cores; dense: 2 neurons x 2 readout cores / 1 axon -> 4 cores
+    # (its 3 x 4 bits need only 2); conv: 4 neurons x 4 dense cores -> 16 (36 bits need 4)
     assert [(r["cores"], r["cores_limited_by"], r["fan_out_axons"]) for r in rows] == [
-        (4, "fan-out axons", 2), (2, "fan-out axons", 2), (2, "synaptic memory", 0)]
+        (16, "fan-out axons", 4), (4, "fan-out axons", 2), (2, "synaptic memory", 0)]
 
 
 def test_activity_energy_and_latency_by_hand(tiny):
