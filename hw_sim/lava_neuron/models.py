@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.decorator import implements
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import PyLifResetModelBitAcc
 
@@ -13,14 +12,13 @@ from hw_sim.lava_neuron.process import GENERATORS, StochasticLIF
 
 
 @implements(proc=StochasticLIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("bit_accurate_loihi", "fixed_pt")
 class PyStochasticLifModelBitAcc(PyLifResetModelBitAcc):
     """Lava's bit-accurate LIFReset model, unchanged except the spike test `v + noise > vth << 6`.
 
     noise[neuron] = `prng.gauss_noise(seed, layer, neuron, step, sigma)` with `neuron` the flat index in C
     order of the file's shape (Lava holds the population transposed, as (W, H, C)) and `step` the step
-    within the sample, `(time_step - reset_offset) mod reset_interval`.
+    within the sample, `(time_step - reset_offset) mod reset_interval`. Its tags and resource, inherited from the
+    parent, are `bit_accurate_loihi`, `fixed_pt` and CPU: a RunConfig selecting either tag picks it.
     """
 
     implements_process = None  # the parent implements LIFReset; @implements above binds StochasticLIF
