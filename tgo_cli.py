@@ -144,21 +144,47 @@ def export_command(
     seed: int = typer.Option(0, help="Threshold-noise seed written to model.net (0..2^32-1)."),
     input_scale: Optional[int] = typer.Option(None, help="Input scale Q in 1..255: pixel x enters as round(x*Q) "
                                                          "(default: chosen by the quantizer)."),
+    profile: str = typer.Option("loihi2", help="Chip profile of hardware.json (export/profiles/*.json)."),
     quiet: bool = typer.Option(False, help="No progress display."),
 ) -> None:
     """Quantize a checkpoint to Loihi fixed point and write the netx .net, ONNX and NIR graphs."""
+    import json
     from rich.console import Console
     from export.pipeline import export_checkpoint, parse_formats
-    from export.summary import evaluation_table, quantization_table
+    from export.summary import evaluation_table, hardware_table, quantization_table
     console = Console()
     with console.status("exporting", spinner="dots") as status:
         report = export_checkpoint(checkpoint, out, parse_formats(formats), seed=seed, input_scale=input_scale,
+                                   profile=profile,
                                    stage=(lambda msg: None) if quiet else (lambda msg: status.update(msg)))
     if "quantization" in report:
         console.print(quantization_table(report))
     if "evaluation" in report:
         console.print(evaluation_table(report))
+    if "hardware" in report:
+        console.print(hardware_table(json.loads((Path(out) / report["hardware"]["file"]).read_text())))
+    if "lava" in report:
+        typer.echo(f"note: {report['lava']['note']}")
     typer.echo(f"wrote {', '.join(sorted(p.name for p in Path(out).iterdir()))} to {out}")
+
+
+@app.command("import")
+@user_errors
+def import_command(
+    graph: Path = typer.Argument(..., help="A NIR graph file (e.g. written by Norse's to_nir, or tgo's model.nir)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write: checkpoint.pt and config.json."),
+    dataset: str = typer.Option(_DEF.data.dataset, help="The data set the model takes (see tgo train)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder for folder datasets."),
+    timesteps: int = typer.Option(_DEF.model.timesteps, "--timesteps", "-T", help="Time steps per sample."),
+    sigma: float = typer.Option(0.0, help="Threshold-noise std of the deployed neuron (membrane units; 0: none)."),
+    dt: float = typer.Option(_DEF.neuron.dt, help="Seconds per step, when the graph's metadata gives none."),
+) -> None:
+    """Turn a NIR graph into a tgo run folder that tgo export, attack and verify accept."""
+    from train.nir_import import import_nir
+    cfg = _defaults()
+    cfg.data.dataset, cfg.data.data_dir = dataset, None if data_dir is None else str(data_dir)
+    cfg.model.timesteps, cfg.tgo.sigma = timesteps, sigma
+    typer.echo(f"wrote {import_nir(graph, out, cfg, dt)}")
 
 
 @app.command()
@@ -181,6 +207,28 @@ def simulate(
     code = simulate_command(model, inputs, labels, n, backend, compare, out, batch, device)
     if code:
         raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def hardware(
+    model: Path = typer.Argument(..., help="A .net file (tgo export or any netx dense/conv CUBA network)."),
+    profile: str = typer.Option("loihi2", help="Chip profile (export/profiles/*.json)."),
+    n: Optional[int] = typer.Option(100, "--n", help="Samples whose hw_sim activity is measured."),
+    inputs: Optional[Path] = typer.Option(None, help="Samples .npy (default for tgo files: their test split)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for hardware.json (default: beside MODEL)."),
+) -> None:
+    """Fit, cores, and per-inference activity, energy and latency of a .net under a chip profile."""
+    from rich.console import Console
+    from export.hardware import measure
+    from export.summary import hardware_table
+    from tgo_files import write_json_atomic
+    report = measure(model, profile, inputs, n)
+    path = (out if out is not None else model.parent) / "hardware.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, report)
+    Console().print(hardware_table(report))
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

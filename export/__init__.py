@@ -1,9 +1,10 @@
 """export: a trained tgo checkpoint -> `model.net` (Loihi fixed point, lava-dl netx HDF5 + docs/NETFORMAT.md's
-tgo keys), `model.onnx`, `model.nir` and `export.json` (`pipeline.export_checkpoint`, CLI `tgo export`).
+tgo keys), `model.onnx`, `model.nir`, `hardware.json` and `export.json` (`pipeline.export_checkpoint`, CLI `tgo export`).
 
 Modules, one job each: `network` (which layers map to netx, refuses the rest), `calibrate` (float ranges on
 training data), `quantize` (per-layer scales and integers), `netx_writer` (the .net file), `evaluate` (float
-vs fixed point through hw_sim), `onnx_export`, `nir_export`, `summary` (console tables), `pipeline`.
+vs fixed point through hw_sim), `onnx_export`, `nir_export`, `hardware` (fit, cores, energy and latency under
+a chip profile from `profiles/`), `summary` (console tables), `pipeline`.
 Only tests talk to Lava; this package itself never imports it (it writes HDF5 with h5py).
 
 Deployed conventions:

@@ -15,7 +15,7 @@ from tgo_errors import UsageError
 from train.models import ResidualBlock, SpikingNetwork, TimeDistributed
 from train.neuron import NoisyLIF
 
-DECAY_MAX = 4095  # Loihi's decays are 12-bit fractions of 4096
+DECAY_MAX = {"current": 4096, "membrane": 4095}  # 12-bit fractions of 4096; Lava adds 1 to the current's (du)
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ def _lif_group(name: str, lif: NoisyLIF) -> LIFGroup:
     for what, value in decays.items():
         if value != round(value):
             raise UsageError(f"{name}: {what} decay {value}/4096 is not a 12-bit integer fraction")
-        if not 0 <= value <= DECAY_MAX:
-            raise UsageError(f"{name}: {what} decay {value:.0f}/4096 is outside Loihi's 12-bit range 0..{DECAY_MAX} "
+        if not 0 <= value <= DECAY_MAX[what]:
+            raise UsageError(f"{name}: {what} decay {value:.0f}/4096 is outside Loihi's range 0..{DECAY_MAX[what]} "
                              f"(dt * tau_inv must be < 1)")
     if decays["membrane"] == 0:
         raise UsageError(f"{name}: membrane decay 0/4096 makes every weight 0 (w_file = W * dt * tau_mem_inv * S)")

@@ -18,6 +18,8 @@ from hw_sim.prng import NAME as NOISE_PRNG
 from tgo_errors import UsageError
 
 FORMAT, VERSION = "tgo-net", 1
+PLAIN_NETX_NOTE = ("plain lava-dl netx (netx.hdf5.Network) ignores the threshold-noise keys and runs deterministic "
+                   "LIF neurons; load model.net with hw_sim.lava.load_network to run the verified stochastic neuron")
 
 
 def check_netx_weights(name: str, weight: np.ndarray) -> None:

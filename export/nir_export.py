@@ -54,7 +54,7 @@ def build_nir(layers: Sequence[SynapticLayer], input_shape: Sequence[int], dt: f
     shape: Tuple[int, ...] = tuple(input_shape)
     for k, layer in enumerate(layers):
         if layer.kind == "dense" and len(shape) > 1:
-            nodes[f"flatten{k}"] = nir.Flatten(input_type={"input": np.asarray(shape)}, start_dim=0)
+            nodes[f"flatten{k}"] = nir.Flatten(input_type={"input": np.asarray(shape)}, start_dim=-len(shape))
             order.append(f"flatten{k}")
         name = "readout" if layer.neuron is None else f"synapse{k}"
         nodes[name] = _synapse(layer)

@@ -11,11 +11,13 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from export.calibrate import calibrate
 from export.evaluate import evaluate_export
-from export.netx_writer import check_noise_seed, readout_step, write_net
+from export.hardware import DEFAULT_PROFILE, hardware_report, load_profile
+from export.netx_writer import PLAIN_NETX_NOTE, check_noise_seed, readout_step, write_net
 from export.network import describe_network
 from export.nir_export import CONVENTION, write_nir
 from export.onnx_export import OPSET, write_onnx
 from export.quantize import quantize
+from hw_sim.netfile import load_net
 from tgo_errors import UsageError
 from tgo_files import atomic_dir, write_json_atomic
 from train.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint_path
@@ -23,6 +25,7 @@ from train.data import load_dataset
 
 FORMATS = ("net", "onnx", "nir")
 FILES = {"net": "model.net", "onnx": "model.onnx", "nir": "model.nir"}
+HARDWARE_FILE = "hardware.json"
 CALIBRATION_SAMPLES = 256   # training images used to pick the scales
 ONNX_CHECK_SAMPLES = 64     # test images run in onnxruntime vs PyTorch
 
@@ -47,24 +50,26 @@ def _check_out_dir(out_dir: Path, checkpoint: Path) -> None:
 
 
 def export_checkpoint(checkpoint: Path, out_dir: Path, formats: Sequence[str] = FORMATS, seed: int = 0,
-                      input_scale: Optional[int] = None,
+                      input_scale: Optional[int] = None, profile: str = DEFAULT_PROFILE,
                       stage: Callable[[str], None] = lambda _: None) -> Dict[str, object]:
     """Export `checkpoint` (file or run folder) into `out_dir`; returns the report written to export.json.
 
     formats: subset of FORMATS. seed: threshold-noise seed written to the .net (uint32). input_scale: Q in
-    1..255 (None: chosen by the quantizer). `stage` is called with a short description before each step.
+    1..255 (None: chosen by the quantizer). profile: chip profile of hardware.json (export/profiles/).
+    `stage` is called with a short description before each step.
     """
     formats = parse_formats(",".join(formats))
     path = resolve_checkpoint_path(checkpoint)
     _check_out_dir(Path(out_dir), path)
     check_noise_seed(seed)
+    chip = load_profile(profile)
     ckpt = load_checkpoint(path)
     cfg = ckpt.config
     model = ckpt.build_model("cpu")
     layers = describe_network(model, ckpt.input_shape)
     stage("loading data")
     data = load_dataset(cfg.data)
-    export_cfg = {"formats": list(formats), "seed": seed, "input_scale": input_scale}
+    export_cfg = {"formats": list(formats), "seed": seed, "input_scale": input_scale, "profile": profile}
     report: Dict[str, object] = {
         "source": {"checkpoint": str(path), "sha256": file_sha256(path), "epoch": ckpt.epoch},
         "config": {"checkpoint": cfg.to_dict(), "export": export_cfg}, "files": [FILES[f] for f in formats]}
@@ -83,6 +88,13 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, formats: Sequence[str] = 
             stage("float vs fixed point on the test set")
             report["evaluation"] = evaluate_export(model, tmp / FILES["net"], qnet, data.test_x, data.test_y,
                                                    cfg.tgo.delta)
+            stage("hardware report")
+            hardware = hardware_report(load_net(tmp / FILES["net"]), chip)
+            write_json_atomic(tmp / HARDWARE_FILE, hardware)
+            report["hardware"] = {"file": HARDWARE_FILE, "profile": profile, "cores": hardware["cores"],
+                                  "fits": hardware["fits"], "problems": hardware["problems"]}
+            if any(q.noise_sigma for q in qnet.layers):
+                report["lava"] = {"plain_netx_ignores_noise": True, "note": PLAIN_NETX_NOTE}
         if "onnx" in formats:
             stage("writing model.onnx")
             diff = write_onnx(model, tmp / FILES["onnx"], data.test_x[:ONNX_CHECK_SAMPLES])

@@ -52,3 +52,28 @@ def evaluation_table(report: dict) -> Table:
         f, q = noisy["float"]["accuracy"], noisy["fixed"]["accuracy"]
         table.add_row("accuracy, noise on", f"{f:.4f}", f"{q:.4f}", f"{q - f:+.4f}")
     return table
+
+
+def hardware_table(report: dict) -> Table:
+    """Per layer resources and cores under the report's chip profile (export.hardware), activity when measured."""
+    measured = "per_inference" in report
+    table = Table(title=f"Hardware: {report['chip']} (profile {report['profile']}; figures and sources in "
+                        f"export/profiles/{report['profile']}.json)")
+    columns = ["layer", "type", "neurons", "synapses", "nonzero", "fan-in axons", "fan-out axons", "weight bits",
+               "delay", "cores (limit)"] + (["syn. ops / inf.", "spikes / inf."] if measured else [])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
+    for row in report["layers"]:
+        cells = [str(row["layer"]), row["kind"], str(row["neurons"]), str(row["synapses"]),
+                 str(row["synapses_nonzero"]), str(row["fan_in_axons"]), str(row["fan_out_axons"]),
+                 str(row["weight_bits"]), str(row["delay"]), f"{row['cores']} ({row['cores_limited_by']})"]
+        table.add_row(*cells, *([f"{row['synaptic_ops']:.0f}", f"{row['spikes']:.1f}"] if measured else []))
+    fit = "fits" if report["fits"] else "DOES NOT FIT: " + "; ".join(report["problems"])
+    table.caption = f"{report['cores']} cores (estimate), {fit}"
+    if measured:
+        inf = report["per_inference"]
+        table.caption += (f"\nper inference ({inf['samples']} samples, {inf['steps']} steps): "
+                          f"{inf['synaptic_ops']:.0f} synaptic ops, {inf['neuron_updates']:.0f} neuron updates, "
+                          f"{inf['spikes']:.0f} spikes; estimate {inf['energy_uj']:.3g} uJ, {inf['latency_us']:.3g} us "
+                          f"(per-op figures of the profile)")
+    return table

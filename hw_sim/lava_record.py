@@ -17,7 +17,7 @@ from lava.proc.lif.models import PyLifResetModelBitAcc
 from lava.proc.rf_iz.models import PyRF_IZModelFixed
 from lava.proc.sdn.models import PyDeltaModelFixed, PySigmaDeltaModelFixed, PySigmaModelFixed
 
-from hw_sim.lava_neuron.models import PyStochasticLifModelFixed
+from hw_sim.lava_neuron.models import PyStochasticLifModelBitAcc
 
 RECORD_KEY = "tgo_record"  # proc_params key: {name: (file path, dtype name)} for names in 's', 'u', 'v'
 RECORD_STEPS_KEY = "tgo_record_steps"
@@ -69,7 +69,7 @@ class RecordingLifReset(RecordingMixin, PyLifResetModelBitAcc):
     """Lava's bit-accurate LIFReset model, recorded."""
 
 
-class RecordingStochasticLif(RecordingMixin, PyStochasticLifModelFixed):
+class RecordingStochasticLif(RecordingMixin, PyStochasticLifModelBitAcc):
     """Our stochastic LIF model, recorded."""
 
 

@@ -1,9 +1,9 @@
 """Run a .net file in Lava's fixed-point simulator (the reference), many samples back to back in one run.
 
-netx (`lava.lib.dl.netx.hdf5.Network`) builds the network from the file, with LIFReset neurons that restart
-from zero state every `steps` Lava steps; each layer's reset phase is set to its window offset
-(`NetFile.offsets`), so layer k's window of sample n starts at Lava step `n * steps + offsets[k]`. A layer with
-noise keys gets the noise parameters in its neuron's proc_params and our `PyStochasticLifModelFixed` model.
+netx (`lava.lib.dl.netx.hdf5.Network`) builds the network from the file, the reference reader; a file whose
+layers carry noise keys (which plain netx ignores) is built by `hw_sim.lava.load_network` instead, with our
+`StochasticLIF` in the noisy layers. Neurons restart from zero state every `steps` Lava steps, each layer at
+its window offset (`NetFile.offsets`), so layer k's window of sample n starts at Lava step `n * steps + offsets[k]`.
 Every neuron runs in a recording subclass of its model (`hw_sim.lava_record`), selected per neuron instance
 through `exception_proc_model_map`, so no sink or monitor process slows the run.
 
@@ -24,7 +24,7 @@ from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import RunConfig
 from lava.proc import io
 
-from hw_sim.lava_neuron.process import StochasticLIF
+from hw_sim.lava.loader import load_network
 from hw_sim.lava_record import (RECORD_KEY, RECORD_STEPS_KEY, RecordingDelta, RecordingLifReset, RecordingRfIz,
                                 RecordingSigma, RecordingSigmaDelta, RecordingStochasticLif, allocate, read_record,
                                 record_params)
@@ -76,11 +76,7 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
         raise ValueError(f"{in_steps} input steps do not fit a window of {steps} steps")
     offsets = net.offsets
     total = count * steps + offsets[-1]
-    network = netx.hdf5.Network(net_config=str(net.path), input_message_bits=net.input_message_bits,
-                                reset_interval=steps, num_layers=net.layers[-1].index + 1)
-    built = [tuple(block.out.shape[::-1]) for block in network.layers]  # Lava orders (W, H, C)
-    if built != [layer.shape for layer in net.layers]:
-        raise RuntimeError(f"netx built layers of shapes {built}, hw_sim read {[l.shape for l in net.layers]}")
+    network = _network(net, steps)
 
     data = np.zeros((total,) + net.input_shape, dtype=np.int32)
     data[:count * steps].reshape((count, steps) + net.input_shape)[:, :in_steps] = spikes.cpu().numpy()
@@ -125,6 +121,19 @@ def run_lava(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     return run
 
 
+def _network(net: NetFile, steps: int) -> netx.hdf5.Network:
+    """The reference process graph: netx's own reader for deterministic files (independent of hw_sim's reader);
+    `hw_sim.lava.load_network` where layers carry noise keys, which plain netx ignores."""
+    if any(layer.neuron.noise is not None for layer in net.layers):
+        return load_network(net, reset_interval=steps)
+    network = netx.hdf5.Network(net_config=str(net.path), input_message_bits=net.input_message_bits,
+                                reset_interval=steps, num_layers=net.layers[-1].index + 1)
+    built = [tuple(block.out.shape[::-1]) for block in network.layers]  # Lava orders (W, H, C)
+    if built != [layer.shape for layer in net.layers]:
+        raise RuntimeError(f"netx built layers of shapes {built}, hw_sim read {[l.shape for l in net.layers]}")
+    return network
+
+
 def _resettable(net: NetFile) -> bool:
     """Whether LIFReset windows separate the samples: CUBA layers only, no recurrence, one delay per layer
     (netx resets no sigma-delta or RF neuron)."""
@@ -151,13 +160,9 @@ def _recording_model(layer: Layer) -> type:
 
 def _configure(neuron: AbstractProcess, layer: Layer, reset_offset: int, record: Dict[str, Tuple[str, str]],
                total: int) -> None:
-    """Set a netx-built LIFReset's reset phase, recording files and (stochastic layers) noise parameters."""
+    """Set a LIFReset's reset phase and give a neuron process its recording files (read by `hw_sim.lava_record`)."""
     params = neuron.proc_params
     if isinstance(layer.neuron, Neuron):
         params.overwrite("reset_offset", reset_offset)
     params.overwrite(RECORD_KEY, record)
     params.overwrite(RECORD_STEPS_KEY, total)
-    if layer.neuron.noise is not None:
-        noise = layer.neuron.noise
-        for key, value in zip(StochasticLIF.NOISE_KEYS, (noise.sigma, noise.seed, layer.index)):
-            params.overwrite(key, value)

@@ -45,12 +45,13 @@ def digits():
 
 def test_writes_every_format_and_ties_them_to_the_checkpoint(exported):
     run_dir, out, report = exported["tgo"]
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.net", "model.nir", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "hardware.json", "model.net", "model.nir",
+                                                     "model.onnx"]
     assert json.loads((out / "export.json").read_text()) == json.loads(json.dumps(report))
     assert report["source"]["sha256"] == file_sha256(run_dir / "checkpoint.pt")
     ckpt = load_checkpoint(run_dir)
     assert report["config"]["checkpoint"] == ckpt.config.to_dict()
-    assert report["config"]["export"] == {"formats": ["net", "onnx", "nir"], "seed": 7,
+    assert report["config"]["export"] == {"formats": ["net", "onnx", "nir"], "seed": 7, "profile": "loihi2",
                                           "input_scale": report["quantization"]["input_scale"]}
     with h5py.File(out / "model.net", "r") as fh:
         assert json.loads(fh["tgo/config_json"][()]) == report["config"]
@@ -240,7 +241,7 @@ def test_cli_exports_a_subset_with_a_summary(exported, tmp_path):
                                       "--input-scale", "8", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "Loihi quantization" in result.output and "Float vs fixed point" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.net", "model.nir"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "hardware.json", "model.net", "model.nir"]
     net = load_net(out / "model.net")
     assert (net.tgo.input_scale, net.tgo.input_message_bits) == (8, 4)
     report = json.loads((out / "export.json").read_text())

@@ -45,7 +45,7 @@ def _export_fails(run_dir, out, message, *args):
 @pytest.mark.parametrize("config, scale, message", [
     (None, 1e7, "body.1 (Linear): weights overflow"),                          # vThMant would round to 0
     (None, 1e-9, "body.1 (Linear): every weight rounds to 0"),
-    ({"neuron": {"tau_syn_inv": 1000.0}}, None, "current decay 4096/4096 is outside Loihi's 12-bit range 0..4095"),
+    ({"neuron": {"tau_mem_inv": 1000.0}}, None, "membrane decay 4096/4096 is outside Loihi's range 0..4095"),
     ({"neuron": {"tau_mem_inv": 0.05}}, None, "membrane decay 0/4096"),
     ({"model": {"encoding": "rate"}}, None, "encoding 'rate'"),
 ])

@@ -9,10 +9,11 @@ import torch
 from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_step
 from hw_sim.neurons.ops import ExactOps
 from hw_sim.netfile import Neuron
-from hw_sim.prng import gauss_noise
+from hw_sim.prng import NAME, gauss_noise
 
 lif_models = pytest.importorskip("lava.proc.lif.models")
-from hw_sim.lava_neuron.models import PyStochasticLifModelFixed  # noqa: E402  (needs Lava)
+from hw_sim.lava_neuron.models import PyStochasticLifModelBitAcc  # noqa: E402  (needs Lava)
+from hw_sim.lava_neuron.process import GENERATORS  # noqa: E402
 
 Traces = Tuple[np.ndarray, np.ndarray, np.ndarray]  # u, v, s: [steps, n]
 
@@ -23,8 +24,9 @@ def lava_traces(neuron: Neuron, bias: np.ndarray, inputs: np.ndarray, sigma: Opt
     if sigma is None:
         model = lif_models.PyLifModelBitAcc({})
     else:
-        model = PyStochasticLifModelFixed({"reset_interval": steps, "reset_offset": 1, "noise_sigma": sigma,
-                                           "noise_seed": SEED, "noise_layer": LAYER})
+        model = PyStochasticLifModelBitAcc({"reset_interval": steps, "reset_offset": 1})
+        model.noise_sigma, model.noise_seed, model.noise_layer = sigma, SEED, LAYER
+        model.noise_prng = GENERATORS[NAME]
     model.u, model.v = np.zeros(n, np.int32), np.zeros(n, np.int32)
     model.du, model.dv, model.vth = neuron.i_decay - 1, neuron.v_decay, neuron.vth_mant  # netx: du = iDecay - 1
     model.bias_mant, model.bias_exp = bias.astype(np.int16), np.full(n, 6, np.int16)

@@ -1,65 +1,39 @@
-"""Fixed-point (bit-accurate) model of `StochasticLIF`."""
+"""Bit-accurate model of `StochasticLIF`: Lava's `PyLifResetModelBitAcc` with a noisy spike test."""
 from __future__ import annotations
 
 import numpy as np
-from lava.magma.core.decorator import implements, requires, tag
-from lava.magma.core.model.py.ports import PyOutPort
+from lava.magma.core.decorator import implements
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-from lava.proc.lif.models import AbstractPyLifModelFixed
+from lava.proc.lif.models import PyLifResetModelBitAcc
 
 from hw_sim import prng
-from hw_sim.lava_neuron.process import StochasticLIF
+from hw_sim.lava_neuron.process import GENERATORS, StochasticLIF
 
 
 @implements(proc=StochasticLIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyStochasticLifModelFixed(AbstractPyLifModelFixed):
-    """Lava's bit-accurate LIF update (`AbstractPyLifModelFixed`) with LIFReset's periodic state reset, and
-    the threshold test `v + noise[step within sample] > vth << 6`.
+class PyStochasticLifModelBitAcc(PyLifResetModelBitAcc):
+    """Lava's bit-accurate LIFReset model, unchanged except the spike test `v + noise > vth << 6`.
 
-    Also usable for a netx-built LIFReset whose proc_params carry the noise keys.
+    noise[neuron] = `prng.gauss_noise(seed, layer, neuron, step, sigma)` with `neuron` the flat index in C
+    order of the file's shape (Lava holds the population transposed, as (W, H, C)) and `step` the step
+    within the sample, `(time_step - reset_offset) mod reset_interval`. Its tags and resource, inherited from the
+    parent, are `bit_accurate_loihi`, `fixed_pt` and CPU: a RunConfig selecting either tag picks it.
     """
 
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    vth: int = LavaPyType(int, np.int32, precision=17)
+    implements_process = None  # the parent implements LIFReset; @implements above binds StochasticLIF
+    noise_sigma: int = LavaPyType(int, np.int32, precision=24)
+    noise_seed: int = LavaPyType(int, np.int64, precision=32)
+    noise_layer: int = LavaPyType(int, np.int32, precision=32)
+    noise_prng: int = LavaPyType(int, np.int32, precision=8)
 
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self.reset_interval = proc_params["reset_interval"]
-        self.reset_offset = proc_params["reset_offset"] % self.reset_interval
-        self.noise_args = tuple(proc_params[key] for key in StochasticLIF.NOISE_KEYS)
-        self.noise = None  # [reset_interval, *v.shape] int64, built on the first step (v's shape known)
-        self.effective_vth = 0
-
-    def scale_threshold(self) -> None:
-        self.effective_vth = np.left_shift(self.vth, self.vth_shift)
-        self.isthrscaled = True
-
-    def noise_table(self) -> np.ndarray:
-        """Noise of every step within the sample; neuron index in C order of the file's shape (v.shape[::-1])."""
-        sigma, seed, layer = self.noise_args
+    def noise(self) -> np.ndarray:
+        """This step's noise, state units, shaped like v."""
+        if int(self.noise_prng) != GENERATORS[prng.NAME]:
+            raise ValueError(f"noise_prng {int(self.noise_prng)}: unknown generator (known: {GENERATORS})")
         neuron = np.arange(self.v.size, dtype=np.int64).reshape(self.v.shape[::-1]).T
-        step = np.arange(self.reset_interval, dtype=np.int64).reshape((-1,) + (1,) * self.v.ndim)
-        return prng.gauss_noise(seed, layer, neuron[None], step, sigma)
+        step = (self.time_step - self.reset_offset) % self.reset_interval
+        return prng.gauss_noise(int(self.noise_seed), int(self.noise_layer), neuron, step, int(self.noise_sigma))
 
     def spiking_activation(self) -> np.ndarray:
-        if self.noise is None:
-            self.noise = self.noise_table()
-        step = (self.time_step - self.reset_offset) % self.reset_interval
-        return self.v + self.noise[step] > self.effective_vth
-
-    def run_spk(self) -> None:
-        a_in_data = self.a_in.recv()
-        if self.time_step % self.reset_interval == self.reset_offset:
-            self.u *= 0
-            self.v *= 0
-        self.scale_bias()
-        if not self.isthrscaled:
-            self.scale_threshold()
-        self.subthr_dynamics(activation_in=a_in_data)
-        self.s_out_buff = self.spiking_activation()
-        self.reset_voltage(spike_vector=self.s_out_buff)
-        self.s_out.send(self.s_out_buff)
+        return self.v + self.noise() > self.effective_vth
