@@ -94,12 +94,9 @@ def train(
                f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
 
 
-def _attack_defaults():
-    from robust.options import AttackOptions
-    return AttackOptions()
+from robust.options import DEFAULT_SWEEP, DEFAULT_TWIN_SWEEP, AttackOptions, EngineBudget  # noqa: E402 (no torch)
 
-
-_ATK = _attack_defaults()  # option defaults come from robust.options
+_ATK, _BUDGET = AttackOptions(), EngineBudget()  # option defaults come from robust.options
 
 
 @app.command()
@@ -185,27 +182,31 @@ def simulate(
 @user_errors
 def verify(
     checkpoint: Path = typer.Argument(..., help="The float model: checkpoint.pt or its run folder."),
-    model: Path = typer.Argument(..., help="Its export: model.net (export.json beside it is used when present)."),
+    model: Path = typer.Argument(..., help="Its export: model.net, with the export.json written beside it."),
     out: Path = typer.Option(Path("runs/verify"), "--out", "-o", help="Folder for verify.json, verify.md, plots."),
-    attacks: str = typer.Option("fgsm,pgd20,eot-pgd20,apgd-ce,apgd-dlr,square",
-                                help="Attack suite (see tgo attack); gradient attacks hit float and the fixed-point twin."),
     eps: str = typer.Option("0.0625,0.125", help="L-inf budgets in input units (digits: 1 and 2 of 16 grey levels)."),
     n: Optional[int] = typer.Option(None, "--n", help="First N test samples (default: all)."),
-    lava_n: int = typer.Option(50, help="Samples re-run in Lava, clean and worst-case adversarial."),
-    surrogates: str = typer.Option("own", help="Surrogates for gradient attacks: own, or name[:alpha], comma-separated."),
-    eot_k: int = typer.Option(8, help="Noise draws per gradient for eot- attacks."),
-    repeats: int = typer.Option(20, help="Noisy forwards scoring each input (stochastic models)."),
-    apgd_steps: int = typer.Option(100, help="APGD iterations."),
-    square_queries: int = typer.Option(1000, help="Square queries per sample (run on hw_sim)."),
-    tolerance: float = typer.Option(0.02, help="Allowed drop of worst-case robust accuracy, fixed vs float (0.02 = 2 points)."),
-    seed: int = typer.Option(0, help="Seeds attacks and scoring."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
+    lava_n: int = typer.Option(50, help="Samples re-run in Lava, clean and chosen adversarial (0: not checked)."),
+    surrogates: str = typer.Option(DEFAULT_SWEEP, help="Surrogates swept by the float model's gradient attacks: own, or "
+                                                "name[:alpha], comma-separated."),
+    twin_surrogates: str = typer.Option(DEFAULT_TWIN_SWEEP, help="Surrogates swept on the fixed-point twin."),
+    steps: int = typer.Option(_BUDGET.steps, help="APGD steps per start."),
+    restarts: int = typer.Option(_BUDGET.restarts, help="Random starts per image and surrogate (losses ce, margin, dlr)."),
+    eot_k: int = typer.Option(_BUDGET.eot_k, help="Noise draws per gradient (0: chosen by a doubling probe)."),
+    search_queries: int = typer.Option(_BUDGET.search_queries, help="hw_sim queries per image of the grid search."),
+    repeats: int = typer.Option(20, help="Noisy forwards (score seeds) scoring each input."),
+    tolerance: float = typer.Option(0.02, help="Allowed robust-accuracy gap, fixed vs float (0.02 = 2 points)."),
+    seed: int = typer.Option(0, help="Seeds attacks, search, choice and scoring."),
+    allow_unpaired: bool = typer.Option(False, help="Verify a .net without export.json, or exported from another "
+                                                    "checkpoint."),
+    quiet: bool = typer.Option(False, help="No progress messages."),
 ) -> None:
-    """Is the deployed fixed-point model as robust as the float one? Exit 0 on pass, 1 on fail."""
+    """Is the deployed fixed-point model as robust as the float one? Exit 0 on pass, 1 otherwise."""
     from robust.verify_command import build_options, run_verify
     from train.checkpoint import load_checkpoint
-    options = build_options(attacks, eps, surrogates, load_checkpoint(checkpoint).config.neuron.alpha, n, lava_n,
-                            eot_k, repeats, tolerance, seed, apgd_steps, square_queries)
+    budget = EngineBudget(steps=steps, restarts=restarts, eot_k=eot_k, search_queries=search_queries)
+    options = build_options(eps, surrogates, twin_surrogates, load_checkpoint(checkpoint).config.neuron.alpha, n,
+                            lava_n, repeats, tolerance, seed, budget, allow_unpaired)
     report = run_verify(checkpoint, model, out, options, show_progress=not quiet)
     if report["verdict"] != "pass":
         raise typer.Exit(1)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robust.attacks import AttackSettings, parse_attacks
 from robust.checks import run_checks
 from robust.evaluate import evaluate_model
-from robust.options import AttackOptions
+from robust.options import AttackOptions, EngineBudget
 from robust.report import rich_table, write_report
 from robust.surrogates import parse_surrogates
 from tgo_errors import UsageError
@@ -45,6 +45,14 @@ def _check_counts(options: AttackOptions) -> None:
                         ("--batch-size", options.batch_size), ("--n", 1 if options.n is None else options.n)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
+
+
+def check_budget(budget: EngineBudget) -> None:
+    """UsageError unless every count of the engine's budget is >= 1 (eot_k >= 0: 0 means probe)."""
+    for flag, value, low in (("--steps", budget.steps, 1), ("--restarts", budget.restarts, 1),
+                             ("--eot-k", budget.eot_k, 0), ("--search-queries", budget.search_queries, 1)):
+        if value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
 
 
 def _labels(paths: Sequence[Path]) -> List[str]:
