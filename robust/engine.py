@@ -10,8 +10,9 @@ fixed-point model):
      by expected margin over `search` seeds, from the best example so far and from the clean image.
 Every side scores every candidate. Seeds (`Seeds`): the attacks draw their own noise; the `select` seeds
 choose each image's worst candidate; the disjoint `score` seeds score it: that is the headline (one chosen
-example per image, scored on fresh noise). The per-image minimum over all candidates on the score seeds is
-reported beside it (biased low: the choice saw the scoring noise). Budget convergence: the images some side
+example per image, scored on fresh noise). The per-image minimum on the score seeds over the `SHORTLIST`
+candidates that did best on the select seeds is reported beside it (biased low: a minimum over noisy
+scores). Budget convergence: the images some side
 still gets right are attacked again by the strongest gradient sources and the search with every budget
 doubled (steps, restarts, EOT draws, queries); the pool grows by those candidates and the headline may move
 by less than `CONVERGED` (else a red flag).
@@ -38,6 +39,7 @@ SCORING_RULE = (
     "its score on the select seeds (ties: lower mean margin); the headline is the mean over images of the "
     "chosen example's score on the score seeds, which no attack, search or choice has seen.")
 CONVERGED = 0.01           # largest headline move (fraction) when every budget doubles
+SHORTLIST = 8             # candidates per image scored on the score seeds (the per-image minimum's range)
 SELECT_TIEBREAK = 1e-3     # weight of tanh(expected margin) when choosing among equally scored candidates
 
 
@@ -81,11 +83,11 @@ class SideEps:
     """One side at one eps. Scores are per image [N] fractions of correct forwards on the score seeds."""
     eps: float
     headline: torch.Tensor            # the chosen example of each image
-    minimum: torch.Tensor             # the minimum over every candidate
+    minimum: torch.Tensor             # the minimum over the SHORTLIST candidates best on the select seeds
     chosen: List[str]                 # per image: which candidate was chosen ('clean': none beat it)
     examples: torch.Tensor            # [N, ...] the chosen inputs
     base_headline: float              # headline before the doubled-budget round
-    per_source: Dict[str, float]      # source group -> accuracy of its per-image minimum
+    per_source: Dict[str, float]      # source group -> accuracy of its per-image minimum (select seeds)
 
     @property
     def accuracy(self) -> float:
@@ -128,7 +130,7 @@ def source_group(name: str) -> str:
 
 
 class _Pool:
-    """Candidates of one eps and their scores per side (select key and score-seed accuracy, per image)."""
+    """Candidates of one eps and, per side, their select-seed keys and accuracies (per image)."""
 
     def __init__(self, sides: Sequence[Side], x: torch.Tensor, y: torch.Tensor, seeds: Seeds):
         self.sides, self.x, self.y, self.seeds = sides, x, y, seeds
@@ -144,9 +146,8 @@ class _Pool:
         ys = self.y.repeat(len(names))
         n = len(self.x)
         for side in self.sides:
-            sel_acc, sel_margin = score(side.scorer, flat, ys, self.seeds.select)
-            acc, _ = score(side.scorer, flat, ys, self.seeds.score)
-            key = sel_acc + SELECT_TIEBREAK * torch.tanh(sel_margin)
+            acc, mean_margin = score(side.scorer, flat, ys, self.seeds.select)
+            key = acc + SELECT_TIEBREAK * torch.tanh(mean_margin)
             for i, name in enumerate(names):
                 self.keys[side.name][name] = key[i * n:(i + 1) * n]
                 self.accs[side.name][name] = acc[i * n:(i + 1) * n]
@@ -168,20 +169,23 @@ class _Pool:
         return chosen
 
     def result(self, side: Side, eps: float, base_headline: Optional[float]) -> SideEps:
+        """Choose per image by the select key; score the `SHORTLIST` best candidates on the score seeds."""
         names = list(self.inputs)
-        keys = torch.stack([self.keys[side.name][k] for k in names])
-        accs = torch.stack([self.accs[side.name][k] for k in names])
-        choice = keys.argmin(0)
+        keys = torch.stack([self.keys[side.name][k] for k in names])              # [C, N]
+        order = keys.argsort(0)[:SHORTLIST]                                       # [m, N], chosen first
         rows = torch.arange(len(self.x))
-        headline = accs[choice, rows]
-        examples = torch.stack([self.inputs[k] for k in names])[choice, rows]
+        stacked = torch.stack([self.inputs[k] for k in names])
+        shortlist = stacked[order, rows]                                          # [m, N, ...]
+        accs = score(side.scorer, shortlist.flatten(0, 1), self.y.repeat(len(order)),
+                     self.seeds.score)[0].view(len(order), -1)
         groups: Dict[str, List[int]] = {}
         for i, name in enumerate(names):
             if name != "clean":
                 groups.setdefault(source_group(name), []).append(i)
-        per_source = {g: float(accs[idx].min(0).values.mean()) for g, idx in groups.items()}
-        return SideEps(eps, headline, accs.min(0).values, [names[i] for i in choice.tolist()], examples,
-                       float(headline.mean()) if base_headline is None else base_headline, per_source)
+        select_accs = torch.stack([self.accs[side.name][k] for k in names])
+        per_source = {g: float(select_accs[idx].min(0).values.mean()) for g, idx in groups.items()}
+        return SideEps(eps, accs[0], accs.min(0).values, [names[i] for i in order[0].tolist()], shortlist[0],
+                       float(accs[0].mean()) if base_headline is None else base_headline, per_source)
 
 
 def _own(surrogates: Sequence[SurrogateSpec]) -> List[SurrogateSpec]:
@@ -236,7 +240,7 @@ def _candidates(sides: Sequence[Side], surrogates: Dict[str, List[SurrogateSpec]
         seconds[f"{side.origin}-apgd"] = seconds.get(f"{side.origin}-apgd", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
     oracle_fn: Callable = lambda inputs, labels: score(oracle.scorer, inputs, labels, seeds.search)[1]
-    starts = {"clean": xs}
+    starts = {"clean": xs} if not tag else {}
     if out:
         names = list(out)
         values = torch.stack([oracle_fn(out[k][rows], ys) for k in names])

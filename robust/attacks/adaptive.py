@@ -29,7 +29,7 @@ def checkpoints(steps: int) -> List[int]:
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p[1:] if q < 1})
+    return sorted({math.ceil(q * steps - 1e-9) for q in p[1:] if q < 1})
 
 
 def _loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_ids: torch.Tensor):
