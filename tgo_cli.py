@@ -120,16 +120,21 @@ def attack(
     data_dir: Optional[Path] = typer.Option(None, help="Folder for folder datasets (see tgo train)."),
     device: str = typer.Option(_ATK.device, help="cpu | cuda | auto."),
     out: Path = typer.Option(Path(_ATK.out), "--out", "-o", help="Folder for attack.json, attack.md, attack.png."),
+    sweep: str = typer.Option(_ATK.sweep, help="Surrogates swept by the adaptive engine (as tgo verify)."),
+    steps: int = typer.Option(_ATK.steps, help="Adaptive engine: APGD steps per start."),
+    search_queries: int = typer.Option(_ATK.search_queries, help="Adaptive engine: queries per image of the "
+                                                                 "input-level search."),
+    input_levels: int = typer.Option(_ATK.input_levels, help="Adaptive engine: input grid Q of the level search."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
-    """Evaluate checkpoints under attacks; the headline is the per-sample worst case over attacks and surrogates."""
+    """Evaluate checkpoints under the attack suite and the adaptive engine of `tgo verify` (its headline)."""
     from robust.command import run_attack
     from robust.options import AttackOptions
     run_attack(checkpoints, AttackOptions(
         attacks=attacks, eps=eps, n=n, eot_k=eot_k, seed=seed, surrogates=surrogates, repeats=repeats,
         restarts=restarts, apgd_steps=apgd_steps, square_queries=square_queries, batch_size=batch_size,
         dataset=dataset, data_dir=None if data_dir is None else str(data_dir), device=device, out=str(out),
-        progress=not quiet))
+        progress=not quiet, sweep=sweep, steps=steps, search_queries=search_queries, input_levels=input_levels))
 
 
 @app.command("export")

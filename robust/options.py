@@ -6,29 +6,6 @@ from typing import Optional
 
 DEFAULT_ATTACKS = "fgsm,rfgsm,pgd10,pgd20,eot-pgd20,apgd-ce,apgd-dlr,eot-apgd-ce,square"
 DEFAULT_SURROGATES = "own,superspike:8,triangle:4"   # the trained one, a sharper one, one of another family
-
-
-@dataclass
-class AttackOptions:
-    """Everything `tgo attack` takes besides the checkpoints (the CLI help describes each)."""
-    attacks: str = DEFAULT_ATTACKS
-    eps: str = "0.05,0.1"
-    n: Optional[int] = None
-    eot_k: int = 8
-    seed: int = 0
-    surrogates: str = DEFAULT_SURROGATES
-    repeats: int = 20
-    restarts: int = 1
-    apgd_steps: int = 100
-    square_queries: int = 5000
-    batch_size: int = 500
-    dataset: Optional[str] = None
-    data_dir: Optional[str] = None
-    device: str = "cpu"
-    out: str = "runs/attack"
-    progress: bool = True
-
-
 DEFAULT_SWEEP = "own,superspike:10,superspike:30,arctan:10,triangle:10,sigmoid:30,ste"
 DEFAULT_TWIN_SWEEP = "own"   # the integer twin costs ~4x the float model per gradient; hw_sim search covers it
 
@@ -64,3 +41,28 @@ class EngineBudget:
         return EngineBudget(2 * self.steps, 2 * self.restarts, 2 * eot_k, max(self.eot_k_max, 2 * eot_k),
                             2 * self.search_queries, self.proposals, self.search_seeds, self.select_seeds,
                             self.doubled_sources)
+
+
+@dataclass
+class AttackOptions:
+    """Everything `tgo attack` takes besides the checkpoints (the CLI help describes each)."""
+    attacks: str = DEFAULT_ATTACKS
+    eps: str = "0.05,0.1"
+    n: Optional[int] = None
+    eot_k: int = 8
+    seed: int = 0
+    surrogates: str = DEFAULT_SURROGATES
+    repeats: int = 20
+    restarts: int = 1
+    apgd_steps: int = 100
+    square_queries: int = 5000
+    batch_size: int = 500
+    dataset: Optional[str] = None
+    data_dir: Optional[str] = None
+    device: str = "cpu"
+    out: str = "runs/attack"
+    progress: bool = True
+    sweep: str = DEFAULT_SWEEP
+    steps: int = EngineBudget.steps                    # the adaptive engine's budget, as in tgo verify
+    search_queries: int = EngineBudget.search_queries
+    input_levels: int = 255    # the input grid of the engine's level search (Q: x enters as round(x * Q))
