@@ -85,7 +85,7 @@ def test_broken_thresholds_fail_and_name_the_layer(exported_runs, tmp_path):
     shutil.copy(export_dir / "export.json", tmp_path / "export.json")
     with h5py.File(broken, "r+") as fh:
         fh["layer/0/neuron/vThMant"][()] = int(fh["layer/0/neuron/vThMant"][()]) * 4
-    result = _cli(run_dir, broken, tmp_path / "v")
+    result = _cli(run_dir, broken, tmp_path / "v", "--n", "40", "--eps", "0.0625")
     assert result.exit_code == 1, result.output
     report = (tmp_path / "v" / "verify.json").read_text()
     assert '"verdict": "fail"' in report and "layer 0" in report
