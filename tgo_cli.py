@@ -94,12 +94,9 @@ def train(
                f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
 
 
-def _attack_defaults():
-    from robust.options import AttackOptions
-    return AttackOptions()
+from robust.options import DEFAULT_SWEEP, DEFAULT_TWIN_SWEEP, AttackOptions, EngineBudget  # noqa: E402 (no torch)
 
-
-_ATK = _attack_defaults()  # option defaults come from robust.options
+_ATK, _BUDGET = AttackOptions(), EngineBudget()  # option defaults come from robust.options
 
 
 @app.command()
@@ -123,16 +120,21 @@ def attack(
     data_dir: Optional[Path] = typer.Option(None, help="Folder for folder datasets (see tgo train)."),
     device: str = typer.Option(_ATK.device, help="cpu | cuda | auto."),
     out: Path = typer.Option(Path(_ATK.out), "--out", "-o", help="Folder for attack.json, attack.md, attack.png."),
+    sweep: str = typer.Option(_ATK.sweep, help="Surrogates swept by the adaptive engine (as tgo verify)."),
+    steps: int = typer.Option(_ATK.steps, help="Adaptive engine: APGD steps per start."),
+    search_queries: int = typer.Option(_ATK.search_queries, help="Adaptive engine: queries per image of the "
+                                                                 "input-level search."),
+    input_levels: int = typer.Option(_ATK.input_levels, help="Adaptive engine: input grid Q of the level search."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
-    """Evaluate checkpoints under attacks; the headline is the per-sample worst case over attacks and surrogates."""
+    """Evaluate checkpoints under the attack suite and the adaptive engine of `tgo verify` (its headline)."""
     from robust.command import run_attack
     from robust.options import AttackOptions
     run_attack(checkpoints, AttackOptions(
         attacks=attacks, eps=eps, n=n, eot_k=eot_k, seed=seed, surrogates=surrogates, repeats=repeats,
         restarts=restarts, apgd_steps=apgd_steps, square_queries=square_queries, batch_size=batch_size,
         dataset=dataset, data_dir=None if data_dir is None else str(data_dir), device=device, out=str(out),
-        progress=not quiet))
+        progress=not quiet, sweep=sweep, steps=steps, search_queries=search_queries, input_levels=input_levels))
 
 
 @app.command("export")
@@ -235,27 +237,31 @@ def hardware(
 @user_errors
 def verify(
     checkpoint: Path = typer.Argument(..., help="The float model: checkpoint.pt or its run folder."),
-    model: Path = typer.Argument(..., help="Its export: model.net (export.json beside it is used when present)."),
+    model: Path = typer.Argument(..., help="Its export: model.net, with the export.json written beside it."),
     out: Path = typer.Option(Path("runs/verify"), "--out", "-o", help="Folder for verify.json, verify.md, plots."),
-    attacks: str = typer.Option("fgsm,pgd20,eot-pgd20,apgd-ce,apgd-dlr,square",
-                                help="Attack suite (see tgo attack); gradient attacks hit float and the fixed-point twin."),
     eps: str = typer.Option("0.0625,0.125", help="L-inf budgets in input units (digits: 1 and 2 of 16 grey levels)."),
     n: Optional[int] = typer.Option(None, "--n", help="First N test samples (default: all)."),
-    lava_n: int = typer.Option(50, help="Samples re-run in Lava, clean and worst-case adversarial."),
-    surrogates: str = typer.Option("own", help="Surrogates for gradient attacks: own, or name[:alpha], comma-separated."),
-    eot_k: int = typer.Option(8, help="Noise draws per gradient for eot- attacks."),
-    repeats: int = typer.Option(20, help="Noisy forwards scoring each input (stochastic models)."),
-    apgd_steps: int = typer.Option(100, help="APGD iterations."),
-    square_queries: int = typer.Option(1000, help="Square queries per sample (run on hw_sim)."),
-    tolerance: float = typer.Option(0.02, help="Allowed drop of worst-case robust accuracy, fixed vs float (0.02 = 2 points)."),
-    seed: int = typer.Option(0, help="Seeds attacks and scoring."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
+    lava_n: int = typer.Option(50, help="Samples re-run in Lava, clean and chosen adversarial (0: not checked)."),
+    surrogates: str = typer.Option(DEFAULT_SWEEP, help="Surrogates swept by the float model's gradient attacks: own, or "
+                                                "name[:alpha], comma-separated."),
+    twin_surrogates: str = typer.Option(DEFAULT_TWIN_SWEEP, help="Surrogates swept on the fixed-point twin."),
+    steps: int = typer.Option(_BUDGET.steps, help="APGD steps per start."),
+    restarts: int = typer.Option(_BUDGET.restarts, help="Random starts per image and surrogate (losses ce, margin, dlr)."),
+    eot_k: int = typer.Option(_BUDGET.eot_k, help="Noise draws per gradient (0: chosen by a doubling probe)."),
+    search_queries: int = typer.Option(_BUDGET.search_queries, help="hw_sim queries per image of the grid search."),
+    repeats: int = typer.Option(20, help="Noisy forwards (score seeds) scoring each input."),
+    tolerance: float = typer.Option(0.02, help="Allowed robust-accuracy gap, fixed vs float (0.02 = 2 points)."),
+    seed: int = typer.Option(0, help="Seeds attacks, search, choice and scoring."),
+    allow_unpaired: bool = typer.Option(False, help="Verify a .net without export.json, or exported from another "
+                                                    "checkpoint."),
+    quiet: bool = typer.Option(False, help="No progress messages."),
 ) -> None:
-    """Is the deployed fixed-point model as robust as the float one? Exit 0 on pass, 1 on fail."""
+    """Is the deployed fixed-point model as robust as the float one? Exit 0 on pass, 1 otherwise."""
     from robust.verify_command import build_options, run_verify
     from train.checkpoint import load_checkpoint
-    options = build_options(attacks, eps, surrogates, load_checkpoint(checkpoint).config.neuron.alpha, n, lava_n,
-                            eot_k, repeats, tolerance, seed, apgd_steps, square_queries)
+    budget = EngineBudget(steps=steps, restarts=restarts, eot_k=eot_k, search_queries=search_queries)
+    options = build_options(eps, surrogates, twin_surrogates, load_checkpoint(checkpoint).config.neuron.alpha, n,
+                            lava_n, repeats, tolerance, seed, budget, allow_unpaired)
     report = run_verify(checkpoint, model, out, options, show_progress=not quiet)
     if report["verdict"] != "pass":
         raise typer.Exit(1)

@@ -7,12 +7,14 @@ Everything lands in one folder; a run that was interrupted resumes (finished ste
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List
 
 from rich.console import Console
 from rich.table import Table
+
+from robust.options import DEFAULT_SWEEP, DEFAULT_TWIN_SWEEP, EngineBudget
 
 from tgo_files import write_json_atomic, write_text_atomic
 from train.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -26,17 +28,16 @@ class DemoPlan:
     n: int = 150                     # test samples verified
     lava_n: int = 20                 # samples re-run in Lava (clean and adversarial)
     eps: str = "0.0625,0.125"       # 1 and 2 of the digits' 16 grey levels: exact on the chip's input grid
-    attacks: str = "fgsm,pgd20,eot-pgd20,apgd-ce,square"
-    eot_k: int = 4
     repeats: int = 10
-    apgd_steps: int = 50
-    square_queries: int = 300
+    budget: EngineBudget = field(default_factory=EngineBudget)   # the CLI's defaults
+    surrogates: str = DEFAULT_SWEEP
+    twin_surrogates: str = DEFAULT_TWIN_SWEEP
     adv_eps: float = 0.1
 
     @classmethod
     def quick(cls) -> "DemoPlan":
-        return cls(epochs=3, n=20, lava_n=3, eps="0.125", attacks="fgsm,pgd5,square", eot_k=2, repeats=3,
-                   apgd_steps=5, square_queries=20)
+        return cls(epochs=3, n=20, lava_n=3, eps="0.125", repeats=3, budget=EngineBudget.quick(),
+                   surrogates="own,ste")
 
 
 def model_configs(plan: DemoPlan) -> Dict[str, ExperimentConfig]:
@@ -78,12 +79,12 @@ def run_demo(out: Path, plan: DemoPlan, console: Console, show_progress: bool = 
         code = simulate_command(exported / "model.net", None, None, plan.lava_n, "hwsim", True, exported,
                                 256, "cpu", console)
         console.rule(f"[bold]{name}[/bold]: verify")
-        options = build_options(plan.attacks, plan.eps, "own", cfg.neuron.alpha, plan.n, plan.lava_n, plan.eot_k,
-                                plan.repeats, 0.02, 0, plan.apgd_steps, plan.square_queries)
+        options = build_options(plan.eps, plan.surrogates, plan.twin_surrogates, cfg.neuron.alpha, plan.n,
+                                plan.lava_n, plan.repeats, 0.02, 0, plan.budget)
         report = run_verify(run, exported / "model.net", verified, options, console, show_progress)
         verify_reports[name] = report
         rows.append(_row(name, load_checkpoint(run), report, code == 0))
-    summary = {"rows": rows, "plan": plan.__dict__, "seconds": time.perf_counter() - started}
+    summary = {"rows": rows, "plan": asdict(plan), "seconds": time.perf_counter() - started}
     write_json_atomic(out / "demo.json", summary)
     write_text_atomic(out / "demo.md", markdown(rows))
     _figure4(verify_reports, out / "demo_potentials.png")
@@ -99,7 +100,7 @@ def _row(name: str, ckpt, report: Dict, simulate_agrees: bool) -> Dict[str, obje
             "eps": main["eps"], "robust_float": main["float"]["accuracy"], "robust_fixed": main["fixed"]["accuracy"],
             "near_threshold": report["potentials"]["float"]["near_threshold_fraction"],
             "lava_agrees": bool(report["lava"]["agree"]) and simulate_agrees, "verdict": report["verdict"],
-            "reasons": report["reasons"]}
+            "reasons": report["reasons"] + report["flags"]}
 
 
 COLUMNS = ("model", "clean float/fixed", "eps", "robust float/fixed", "near-thr.", "Lava=hw_sim", "verdict")

@@ -13,9 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from robust.attacks import AttackSettings, parse_attacks
 from robust.checks import run_checks
+from robust.engine import SCORING_RULE, Side, run_engine
 from robust.evaluate import evaluate_model
-from robust.options import AttackOptions
+from robust.options import AttackOptions, EngineBudget
 from robust.report import rich_table, write_report
+from robust.seeded import FloatModel
 from robust.surrogates import parse_surrogates
 from tgo_errors import UsageError
 from train.checkpoint import CHECKPOINT_NAME, Checkpoint, file_sha256, load_checkpoint, resolve_checkpoint_path
@@ -42,9 +44,19 @@ def parse_eps(text: str) -> List[float]:
 def _check_counts(options: AttackOptions) -> None:
     for flag, value in (("--eot-k", options.eot_k), ("--repeats", options.repeats), ("--restarts", options.restarts),
                         ("--apgd-steps", options.apgd_steps), ("--square-queries", options.square_queries),
-                        ("--batch-size", options.batch_size), ("--n", 1 if options.n is None else options.n)):
+                        ("--batch-size", options.batch_size), ("--n", 1 if options.n is None else options.n),
+                        ("--steps", options.steps), ("--search-queries", options.search_queries),
+                        ("--input-levels", options.input_levels)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
+
+
+def check_budget(budget: EngineBudget) -> None:
+    """UsageError unless every count of the engine's budget is >= 1 (eot_k >= 0: 0 means probe)."""
+    for flag, value, low in (("--steps", budget.steps, 1), ("--restarts", budget.restarts, 1),
+                             ("--eot-k", budget.eot_k, 0), ("--search-queries", budget.search_queries, 1)):
+        if value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
 
 
 def _labels(paths: Sequence[Path]) -> List[str]:
@@ -96,6 +108,21 @@ def _model_info(path: Path, ckpt: Checkpoint) -> Dict[str, Any]:
             "training_test_accuracy": ckpt.metrics.get("test_accuracy")}
 
 
+def _adaptive(model, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float], options: AttackOptions,
+              alpha: float) -> Dict[str, Any]:
+    """The adaptive engine's headline on the float model (the same engine and budget as `tgo verify`)."""
+    budget = EngineBudget(steps=options.steps, search_queries=options.search_queries)
+    side = Side("float", FloatModel(model.eval(), x[:64]), model, parse_surrogates(options.sweep, alpha), "float")
+    result = run_engine([side], Side("float", side.scorer, origin="float"), x, y, eps_values, options.input_levels,
+                        budget, options.seed, options.repeats)
+    return {"clean": float(result.clean["float"].mean()), "budget": asdict(budget), "eot": result.eot["float"],
+            "seeds": asdict(result.seeds), "flags": result.flags(), "scoring_rule": SCORING_RULE,
+            "eps": [{"eps": row.eps, "headline": row.accuracy, "minimum": float(row.minimum.mean()),
+                     "before_doubling": row.base_headline, "strongest": row.strongest, "per_source": row.per_source,
+                     "per_sample": {"headline": row.headline.tolist(), "chosen": row.chosen}}
+                    for row in result.eps["float"]]}
+
+
 def _console() -> Console:
     """Rich's console; when piped to a file, wide enough that the table is not squeezed to 80 columns."""
     console = Console()
@@ -122,7 +149,7 @@ def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[
               "samples": f"the first {n} images of the test split", "device": str(device),
               "torch": torch.__version__, "torchattacks": torchattacks.__version__, "python": platform.python_version()}
     labels = _labels(paths)
-    results, flags, status = [], {}, {}
+    results, flags, status, adaptive = [], {}, {}, {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not options.progress, transient=True) as progress:
@@ -132,12 +159,20 @@ def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[
                                     options.repeats, options.batch_size, label, progress)
             results.append(result)
             flags[label], status[label] = run_checks(result)
-    info = {label: _model_info(path, ckpt) for label, path, ckpt in zip(labels, paths, ckpts)}
+            adaptive[label] = _adaptive(model, x, y, eps_values, options, ckpt.config.neuron.alpha)
+    info = {label: {**_model_info(path, ckpt), "adaptive": adaptive[label]}
+            for label, path, ckpt in zip(labels, paths, ckpts)}
     written = write_report(Path(options.out), results, flags, status, record, info)
     console.print(rich_table(results, flags))
     for label, model_flags in flags.items():
         for flag in model_flags:
             console.print(f"[red]red flag[/red] {label} eps={flag.eps if flag.eps is not None else 'all'} "
                           f"{flag.check}: {flag.message}")
+    for label, summary in adaptive.items():
+        for row in summary["eps"]:
+            console.print(f"adaptive engine {label} eps={row['eps']:g}: [bold]{100 * row['headline']:.1f}%[/bold] "
+                          f"(per-image minimum {100 * row['minimum']:.1f}%, strongest source {row['strongest']})")
+        for flag in summary["flags"]:
+            console.print(f"[red]red flag[/red] {label} {flag}")
     console.print(f"wrote {written['json']}, {written['md']}, {written['png']}")
     return {"results": results, "flags": flags, "status": status, "paths": written}

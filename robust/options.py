@@ -6,6 +6,41 @@ from typing import Optional
 
 DEFAULT_ATTACKS = "fgsm,rfgsm,pgd10,pgd20,eot-pgd20,apgd-ce,apgd-dlr,eot-apgd-ce,square"
 DEFAULT_SURROGATES = "own,superspike:8,triangle:4"   # the trained one, a sharper one, one of another family
+DEFAULT_SWEEP = "own,superspike:10,superspike:30,arctan:10,triangle:10,sigmoid:30,ste"
+DEFAULT_TWIN_SWEEP = "own"   # the integer twin costs ~4x the float model per gradient; hw_sim search covers it
+
+
+@dataclass(frozen=True)
+class EngineBudget:
+    """The adaptive engine's budget, shared by `tgo attack` and `tgo verify` (robust.engine).
+
+    steps: APGD iterations per start; restarts: starts per image and surrogate (losses cycle ce, margin,
+    dlr); eot_k: noise draws per gradient (0: chosen by the doubling probe, at most eot_k_max);
+    search_queries: oracle evaluations per image and start of the grid search, `proposals` per round;
+    search_seeds / select_seeds: noise seeds that guide the search / choose each image's example;
+    doubled_sources: how many of the strongest (side, surrogate) gradient sources the doubled round reruns.
+    """
+    steps: int = 20
+    restarts: int = 3
+    eot_k: int = 0
+    eot_k_max: int = 8
+    search_queries: int = 200
+    proposals: int = 8
+    search_seeds: int = 4
+    select_seeds: int = 8
+    doubled_sources: int = 2
+
+    @classmethod
+    def quick(cls) -> "EngineBudget":
+        """A tiny budget for tests and `tgo demo --quick` (seconds; its headline is not converged)."""
+        return cls(steps=4, restarts=1, eot_k=2, search_queries=16, search_seeds=2, select_seeds=2,
+                   doubled_sources=1)
+
+    def doubled(self, eot_k: int) -> "EngineBudget":
+        """Twice the steps, restarts, EOT draws (from the `eot_k` in use) and search queries."""
+        return EngineBudget(2 * self.steps, 2 * self.restarts, 2 * eot_k, max(self.eot_k_max, 2 * eot_k),
+                            2 * self.search_queries, self.proposals, self.search_seeds, self.select_seeds,
+                            self.doubled_sources)
 
 
 @dataclass
@@ -27,3 +62,7 @@ class AttackOptions:
     device: str = "cpu"
     out: str = "runs/attack"
     progress: bool = True
+    sweep: str = DEFAULT_SWEEP
+    steps: int = EngineBudget.steps                    # the adaptive engine's budget, as in tgo verify
+    search_queries: int = EngineBudget.search_queries
+    input_levels: int = 255    # the input grid of the engine's level search (Q: x enters as round(x * Q))

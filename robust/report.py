@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from rich.table import Table
@@ -72,7 +72,7 @@ def surrogate_rows(results: Sequence[ModelResult]) -> Tuple[List[str], List[List
 
 
 def markdown(results: Sequence[ModelResult], flags: Dict[str, List[Flag]], status: Dict[str, Dict[str, str]],
-             settings: Dict[str, Any]) -> str:
+             settings: Dict[str, Any], models_info: Optional[Dict[str, Dict[str, Any]]] = None) -> str:
     """attack.md: the headline table, the surrogate table, red flags, check status and the settings."""
     def table(header, rows):
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -87,6 +87,13 @@ def markdown(results: Sequence[ModelResult], flags: Dict[str, List[Flag]], statu
     parts += [f"- **{name}** eps={f.eps if f.eps is not None else 'all'} `{f.check}`: {f.message}" for name, f in fired]
     parts += ["- none" if not fired else "", "", "## Checks", "",
               table(["check", "meaning", *status], [[c, CHECKS[c], *(status[m][c] for m in status)] for c in CHECKS]),
+              "", "## Adaptive engine (the headline of `tgo verify`'s engine, float model)", "",
+              *(f"- {name} eps {row['eps']:g}: **{100 * row['headline']:.1f}%** (per-image minimum "
+                f"{100 * row['minimum']:.1f}%, strongest source {row['strongest']}, before the doubled budget "
+                f"{100 * row['before_doubling']:.1f}%)" for name, info in (models_info or {}).items()
+                if "adaptive" in info for row in info["adaptive"]["eps"]),
+              *(f"- red flag {name}: {flag}" for name, info in (models_info or {}).items() if "adaptive" in info
+                for flag in info["adaptive"]["flags"]),
               "", "## Scoring rule", "", SCORING_RULE, "", "## Settings", "",
               *(f"- {key}: {value}" for key, value in settings.items()), ""]
     return "\n".join(parts)
@@ -165,6 +172,6 @@ def write_report(out_dir: Path, results: Sequence[ModelResult], flags: Dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "attack.json", "md": out_dir / "attack.md", "png": out_dir / "attack.png"}
     write_json_atomic(paths["json"], to_json(results, flags, status, settings, models_info))
-    write_text_atomic(paths["md"], markdown(results, flags, status, settings))
+    write_text_atomic(paths["md"], markdown(results, flags, status, settings, models_info))
     plot(results, paths["png"])
     return paths

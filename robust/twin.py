@@ -103,7 +103,11 @@ class QuantizedTwin(nn.Module):
 
     def set_noise(self, net: NetFile) -> None:
         """Use the threshold noise of `net` (the same network with, e.g., another noise seed)."""
-        self.noises = [layer_noise(layer, self.steps) for layer in net.layers]
+        self.set_noise_values([layer_noise(layer, self.steps) for layer in net.layers])
+
+    def set_noise_values(self, noises: List[Optional[torch.Tensor]]) -> None:
+        """Use these threshold-noise arrays, one per layer: [steps, *shape] integers (state units) or None."""
+        self.noises = list(noises)
 
     @contextlib.contextmanager
     def surrogate(self, name: str, alpha: float) -> Iterator[None]:

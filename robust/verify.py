@@ -1,120 +1,118 @@
 """`tgo verify`: does adversarial robustness survive quantization to the deployed fixed-point network?
 
-Float side: the checkpoint's model under the attack suite (`robust.evaluate`), per-sample worst case.
-Fixed-point side, every adversarial example scored on bit-exact hw_sim:
-  - white-box attacks on the differentiable twin of the integer network (`robust.twin`),
-  - the float model's adversarial examples transferred,
-  - black-box Square run on hw_sim itself (gradient masking cannot hide weakness from it);
-per sample, the worst of all of them. A subset (clean and worst-case adversarial inputs) is re-run in the
-Lava simulator and must agree with hw_sim spike for spike. Verdict: pass when, at every eps, fixed-point
-worst-case robust accuracy is at most `tolerance` below float's, and Lava agrees.
+Two sides, one candidate pool per eps (`robust.engine`): the float checkpoint (attacked through its own
+gradients under a surrogate sweep) and the deployed `.net` (scored bit-exactly on hw_sim, attacked through
+its differentiable integer twin and by a gradient-free search over input levels on hw_sim itself). Every
+candidate is scored on both sides. Refused up front: a `.net` whose export.json names another checkpoint
+(or has none, unless allowed), and non-finite weights on either side.
+
+Verdict (`judge`), per eps on the per-image headline scores:
+  - fail when fixed point is worse than float by more than `tolerance` (paired bootstrap CI on the gap);
+  - fail when the fixed point's accuracy under an independent noise generator (numpy PCG64, same integer
+    sigma and rounding; same images and examples) differs from hw_sim's: the paired 95% bootstrap CI of the
+    per-image difference excludes 0 and the difference is at least GENERATOR_MARGIN. Robustness that depends
+    on the generator would not survive the chip's own;
+  - fail when Lava disagrees with hw_sim;
+  - 'inconsistent' when fixed point is better than float by more than `tolerance` with the whole CI beyond
+    it (a quantized copy is not more robust than its source: a weak attack or a broken model);
+  - 'unconverged' when doubling the attack budget moved a headline (`engine.CONVERGED`);
+  - 'unchecked' when Lava was not run (`lava_n` 0); else 'pass'.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from rich.progress import Progress
 
 from hw_sim.compare import first_mismatch
 from hw_sim.netfile import NetFile, load_net
 from hw_sim.simulator import Run, encode_inputs, simulate
-from robust.attacks import AttackSettings, AttackSpec
-from robust.deployed import DeployedTwin, HwSimClassifier, is_stochastic_net, logit_scale
+from robust.deployed import DeployedTwin, logit_scale
 from robust.diagnose import layer_rates, potential_histograms
-from robust.evaluate import EpsResult, ModelResult, derive_seed, evaluate_model, mean_score
-from robust.stats import wilson_interval
+from robust.engine import EngineResult, Side, run_engine
+from robust.options import EngineBudget
+from robust.seeded import FloatModel, HwSimModel, Pcg64Model, score
+from robust.stats import paired_bootstrap, wilson_interval
 from robust.surrogates import SurrogateSpec
-from robust.target import score
 from tgo_errors import UsageError
-from train.checkpoint import Checkpoint
+from train.checkpoint import Checkpoint, file_sha256, resolve_checkpoint_path
 from train.data import Dataset
+
+GENERATOR_MARGIN = 0.01   # generator differences below 1 point are practically equal, whatever their CI
 
 
 @dataclass
 class VerifyOptions:
-    attacks: List[AttackSpec]
     eps: List[float]
     surrogates: List[SurrogateSpec]
-    settings: AttackSettings
+    twin_surrogates: List[SurrogateSpec]
+    budget: EngineBudget = field(default_factory=EngineBudget)
     n: Optional[int] = None          # test samples (None: all)
-    lava_n: int = 50                 # samples re-run in Lava
-    repeats: int = 20                # scoring forwards of the stochastic float model
-    tolerance: float = 0.02          # allowed drop of worst-case robust accuracy, fixed vs float
+    lava_n: int = 50                 # samples re-run in Lava (0: not checked)
+    repeats: int = 20                # score seeds per input (stochastic sides)
+    tolerance: float = 0.02          # allowed gap of robust accuracy, fixed vs float (fraction)
     seed: int = 0
-    batch_size: int = 500
-
-
-@dataclass
-class FixedEps:
-    eps: float
-    worst_scores: torch.Tensor       # [N] per-sample score on hw_sim (fraction of correct noisy forwards)
-    worst_by: List[str]
-    per_attack: Dict[str, float]     # accuracy on hw_sim per source ('twin:pgd20@own', 'transfer:...', 'square')
-    worst_examples: torch.Tensor     # [N, ...] the input that gave each sample's worst score
-
-    @property
-    def accuracy(self) -> float:
-        return mean_score(self.worst_scores)
+    allow_unpaired: bool = False     # accept a .net without export.json
 
 
 @dataclass
 class Verification:
-    float_result: ModelResult
-    fixed_clean: torch.Tensor        # [N] per-sample score on hw_sim
-    fixed: List[FixedEps]
-    lava: Dict[str, object]          # samples, agree, mismatch description
+    engine: EngineResult
+    pcg64: Dict[str, torch.Tensor]   # 'clean' and f'{eps:g}' -> [N] fixed-point scores under PCG64 noise
+    lava: Dict[str, object]          # samples, checked, agree, mismatch description
     layers: List[Dict[str, object]]  # per-layer spike rates float vs fixed
     histograms: Dict[str, object]
     notes: List[str] = field(default_factory=list)
-    passed: bool = False
+    verdict: str = "fail"
     reasons: List[str] = field(default_factory=list)
+    flags: List[str] = field(default_factory=list)
 
 
-def _square_specs(attacks: Sequence[AttackSpec]) -> List[AttackSpec]:
-    return [spec for spec in attacks if not spec.needs_gradients]
-
-
-def _gradient_specs(attacks: Sequence[AttackSpec]) -> List[AttackSpec]:
-    return [spec for spec in attacks if spec.needs_gradients]
-
-
-def _fixed_side(hwsim: HwSimClassifier, float_eps: EpsResult, x: torch.Tensor, y: torch.Tensor,
-                clean: torch.Tensor, twin_eps: Optional[EpsResult], square_eps: Optional[EpsResult],
-                repeats: int, score_seed: int, batch_size: int) -> FixedEps:
-    """Per-sample worst case on hw_sim over twin attacks, transferred float examples and Square."""
-    sources: Dict[str, tuple] = {}
-    for prefix, result in (("twin", twin_eps), ("hw_sim", square_eps)):
-        for run in (result.runs if result is not None else []):
-            sources[f"{prefix}:{run.key}"] = (run.scores, run.examples)
-    for run in float_eps.runs:
-        if not run.probe:
-            sources[f"transfer:{run.key}"] = (score(hwsim, run.examples, y, repeats, score_seed, batch_size),
-                                              run.examples)
-    names = list(sources)
-    stacked = torch.stack([clean] + [sources[k][0] for k in names])
-    worst, index = stacked.min(0)
-    examples = torch.stack([x] + [sources[k][1] for k in names])  # [1 + sources, N, ...]
-    worst_examples = examples[index, torch.arange(len(x))]
-    return FixedEps(float_eps.eps, worst, [(["clean"] + names)[i] for i in index.tolist()],
-                    {k: float(sources[k][0].mean()) for k in names}, worst_examples)
+def refuse_unvouched(checkpoint: Path, net_path: Path, ckpt: Checkpoint, net: NetFile, allow_unpaired: bool) -> None:
+    """UsageError unless `net_path` was exported from this very checkpoint (export.json's sha256) and both
+    models hold finite numbers only. Without export.json only `allow_unpaired` lets it through."""
+    report = Path(net_path).with_name("export.json")
+    if not report.is_file():
+        if not allow_unpaired:
+            raise UsageError(f"{net_path}: no export.json beside it, so nothing says it was exported from "
+                             f"'{checkpoint}' (pass --allow-unpaired to verify it anyway)")
+    else:
+        try:
+            recorded = json.loads(report.read_text())["source"]["sha256"]
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"{report}: no source checkpoint sha256 in it; re-export the checkpoint") from None
+        actual = file_sha256(resolve_checkpoint_path(checkpoint))
+        if recorded != actual and not allow_unpaired:
+            raise UsageError(f"{net_path} was exported from another checkpoint (export.json sha256 "
+                             f"{recorded[:12]}..., '{checkpoint}' is {actual[:12]}...): verify a model with its own export")
+    bad = [name for name, p in ckpt.model_state.items() if torch.is_tensor(p) and p.is_floating_point()
+           and not bool(torch.isfinite(p).all())]
+    if bad:
+        raise UsageError(f"'{checkpoint}' has non-finite weights ({', '.join(bad[:3])}): nothing to verify")
+    for layer in net.layers:
+        arrays = [layer.bias] + ([layer.synapse.weight] if layer.synapse is not None else [])
+        if any(not bool(torch.isfinite(torch.as_tensor(a, dtype=torch.float64)).all()) for a in arrays):
+            raise UsageError(f"{net_path}: layer {layer.index} has non-finite weights or biases")
 
 
 def _lava_agreement(net: NetFile, inputs: torch.Tensor) -> Dict[str, object]:
     """Run `inputs` in Lava and hw_sim; report whether every spike of every layer agrees."""
+    if not len(inputs):
+        return {"samples": 0, "checked": False, "agree": None, "mismatch": None}
     from hw_sim.lava_runner import run_lava  # Lava is imported only here
     spikes = encode_inputs(net, inputs)
     reference: Run = run_lava(net, spikes)
     candidate: Run = simulate(net, spikes)
     mismatch = first_mismatch(net, reference, candidate)
-    return {"samples": len(inputs), "agree": mismatch is None,
+    return {"samples": len(inputs), "checked": True, "agree": mismatch is None,
             "mismatch": None if mismatch is None else mismatch.describe()}
 
 
 def verify(ckpt: Checkpoint, net_path: Path, data: Dataset, options: VerifyOptions,
-           progress: Optional[Progress] = None, log=lambda *_: None) -> Verification:
+           log=lambda *_: None) -> Verification:
     """Run the whole verification on the first `options.n` test samples; see the module docstring."""
     net = load_net(net_path)
     if net.tgo is None:
@@ -126,33 +124,22 @@ def verify(ckpt: Checkpoint, net_path: Path, data: Dataset, options: VerifyOptio
     if not 1 <= n <= len(data.test_x):
         raise UsageError(f"--n must be in 1..{len(data.test_x)} (test samples), got {n}")
     x, y = data.test_x[:n], data.test_y[:n]
-    model = ckpt.build_model("cpu")
+    model = ckpt.build_model("cpu").eval()
     scale = logit_scale(net_path, net)
-    hwsim, twin = HwSimClassifier(net, scale), DeployedTwin(net, ckpt.config.neuron, scale)
-    common = dict(eps_values=options.eps, settings=options.settings, seed=options.seed,
-                  batch_size=options.batch_size, progress=progress, keep_examples=True)
-    log("float model")
-    float_result = evaluate_model(model, x, y, options.attacks, surrogates=options.surrogates,
-                                  repeats=options.repeats, name="float", **common)
-    gradient, square = _gradient_specs(options.attacks), _square_specs(options.attacks)
-    log("fixed point: twin attacks, scored on hw_sim")
-    twin_result = (evaluate_model(twin, x, y, gradient, surrogates=options.surrogates, repeats=options.repeats,
-                                  name="fixed-point twin", scorer=hwsim, **common) if gradient else None)
-    log("fixed point: Square on hw_sim")
-    square_result = (evaluate_model(hwsim, x, y, square, surrogates=[SurrogateSpec(None, None)], repeats=options.repeats,
-                                    name="hw_sim", **common) if square else None)
-    repeats = options.repeats if is_stochastic_net(net) else 1
-    score_seed = derive_seed(options.seed, "score")  # the seed evaluate_model scores with
-    fixed_clean = score(hwsim, x, y, repeats, score_seed, options.batch_size)
-    fixed = [_fixed_side(hwsim, f_eps, x, y, fixed_clean, twin_result.eps_results[i] if twin_result else None,
-                         square_result.eps_results[i] if square_result else None, repeats, score_seed,
-                         options.batch_size)
-             for i, f_eps in enumerate(float_result.eps_results)]
+    hwsim = HwSimModel(net, scale)
+    sides = [Side("float", FloatModel(model, x[:64]), model, options.surrogates, "float"),
+             Side("fixed", hwsim, DeployedTwin(net, ckpt.config.neuron, scale), options.twin_surrogates, "twin")]
+    engine = run_engine(sides, Side("hw_sim", hwsim, origin="hw_sim"), x, y, options.eps, net.tgo.input_scale,
+                        options.budget, options.seed, options.repeats, log)
+    log("fixed point under a second noise generator (PCG64)")
+    pcg = Pcg64Model(net, scale)
+    pcg64 = {"clean": score(pcg, x, y, engine.seeds.score)[0]}
+    for row in engine.eps["fixed"]:
+        pcg64[f"{row.eps:g}"] = score(pcg, row.examples, y, engine.seeds.score)[0]
     m = min(options.lava_n, n)
-    log(f"Lava: {m} clean and {m * len(fixed)} worst-case adversarial samples")
-    lava = _lava_agreement(net, torch.cat([x[:m]] + [f.worst_examples[:m] for f in fixed])) if m else \
-        {"samples": 0, "agree": True, "mismatch": None}
-    result = Verification(float_result, fixed_clean, fixed, lava, layer_rates(model, net, x),
+    log(f"Lava: {m} clean and {m * len(options.eps)} chosen adversarial samples")
+    lava = _lava_agreement(net, torch.cat([x[:m]] + [row.examples[:m] for row in engine.eps["fixed"]]))
+    result = Verification(engine, pcg64, lava, layer_rates(model, net, x),
                           potential_histograms(model, net, x, ckpt.config.neuron.v_th, ckpt.config.tgo.delta))
     result.notes = input_grid_notes(options.eps, net.tgo.input_scale)
     return judge(result, options.tolerance)
@@ -170,18 +157,53 @@ def input_grid_notes(eps_values: Sequence[float], q: int) -> List[str]:
     return notes
 
 
+def rows(result: Verification) -> List[Dict[str, object]]:
+    """Per eps: both headlines with intervals, the paired gap with its CI, the PCG64 figure."""
+    out = []
+    for f_eps, fixed in zip(result.engine.eps["float"], result.engine.eps["fixed"]):
+        gap, low, high = paired_bootstrap(f_eps.headline - fixed.headline)
+        out.append({"eps": fixed.eps, "float": accuracy_with_interval(f_eps.headline),
+                    "fixed": accuracy_with_interval(fixed.headline),
+                    "fixed_pcg64": accuracy_with_interval(result.pcg64[f"{fixed.eps:g}"]),
+                    "gap": gap, "gap_ci": [low, high]})
+    return out
+
+
 def judge(result: Verification, tolerance: float) -> Verification:
-    """Set `passed` and the reasons for a failure."""
-    reasons = []
-    for f_eps, fixed in zip(result.float_result.eps_results, result.fixed):
-        gap = f_eps.accuracy - fixed.accuracy
-        if gap > tolerance:
-            reasons.append(f"eps {fixed.eps:g}: fixed-point worst-case robust accuracy {fixed.accuracy:.1%} is "
-                           f"{gap:.1%} below float's {f_eps.accuracy:.1%} (tolerance {tolerance:.1%}); "
+    """Set the verdict, the reasons of a failure and the red flags (see the module docstring)."""
+    reasons, inconsistent = [], []
+    generator = [("clean", result.engine.clean["fixed"], result.pcg64["clean"])]
+    generator += [(f"eps {row.eps:g}", row.headline, result.pcg64[f"{row.eps:g}"]) for row in result.engine.eps["fixed"]]
+    for where, ours, theirs in generator:
+        gap, low, high = paired_bootstrap(ours - theirs)
+        if abs(gap) >= GENERATOR_MARGIN and not low <= 0 <= high:
+            reasons.append(f"{where}: fixed-point accuracy depends on the noise generator: {float(ours.mean()):.1%} "
+                           f"with tgo-hash32-gauss-v1, {float(theirs.mean()):.1%} with numpy PCG64 (paired 95% CI "
+                           f"of the difference {low:+.1%} to {high:+.1%} excludes 0)")
+    for row in rows(result):
+        if row["gap"] > tolerance:
+            reasons.append(f"eps {row['eps']:g}: fixed-point robust accuracy {row['fixed']['accuracy']:.1%} is "
+                           f"{row['gap']:.1%} (95% CI {row['gap_ci'][0]:+.1%} to {row['gap_ci'][1]:+.1%}) below "
+                           f"float's {row['float']['accuracy']:.1%} (tolerance {tolerance:.1%}); "
                            + _culprit(result.layers))
-    if not result.lava["agree"]:
+        elif row["gap_ci"][1] < -tolerance:
+            inconsistent.append(f"eps {row['eps']:g}: fixed point {row['fixed']['accuracy']:.1%} is more robust than "
+                                f"its float source {row['float']['accuracy']:.1%} beyond the tolerance (gap CI "
+                                f"{row['gap_ci'][0]:+.1%} to {row['gap_ci'][1]:+.1%}): a weak attack or a broken model")
+    if result.lava["checked"] and not result.lava["agree"]:
         reasons.append(f"Lava and hw_sim disagree: {result.lava['mismatch']}")
-    result.passed, result.reasons = not reasons, reasons
+    result.flags = inconsistent + result.engine.flags()
+    if reasons:
+        result.verdict = "fail"
+    elif inconsistent:
+        result.verdict = "inconsistent"
+    elif result.engine.flags():
+        result.verdict = "unconverged"
+    elif not result.lava["checked"]:
+        result.verdict = "unchecked"
+    else:
+        result.verdict = "pass"
+    result.reasons = reasons
     return result
 
 
@@ -194,7 +216,7 @@ def _culprit(layers: Sequence[Dict[str, object]]) -> str:
     if abs(worst["rate_change"]) < RATE_CHANGE_NOTABLE:
         return (f"no layer's clean spike rate moves by {RATE_CHANGE_NOTABLE} or more (largest: layer {worst['layer']}, "
                 f"{worst['rate_change']:+.4f}), so the loss comes from the responses to perturbations: see the "
-                f"per-source accuracies (twin, transfer, square) in verify.md")
+                f"per-source accuracies in verify.md")
     return (f"layer {worst['layer']} ({worst['name']}) changes its spike rate most: "
             f"{worst['float_rate']:.3f} float vs {worst['fixed_rate']:.3f} fixed point")
 
@@ -202,4 +224,4 @@ def _culprit(layers: Sequence[Dict[str, object]]) -> str:
 def accuracy_with_interval(scores: torch.Tensor) -> Dict[str, float]:
     """Mean of per-sample scores in [0, 1] with its 95% Wilson interval."""
     low, high = wilson_interval(float(scores.sum()), len(scores))
-    return {"accuracy": mean_score(scores), "ci_low": low, "ci_high": high}
+    return {"accuracy": float(scores.double().mean()), "ci_low": low, "ci_high": high}

@@ -1,16 +1,17 @@
 """verify.json, verify.md and the plots of `tgo verify`."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List
 
 import matplotlib
 import torch
 
-from robust.checks import run_checks
 from robust.flips import FlipCurve
-from robust.report import save_figure, to_json
-from robust.verify import Verification, accuracy_with_interval
+from robust.engine import SCORING_RULE
+from robust.report import save_figure
+from robust.verify import Verification, accuracy_with_interval, rows
 from tgo_files import write_json_atomic, write_text_atomic
 
 matplotlib.use("Agg")
@@ -20,49 +21,79 @@ def _pct(entry: Dict[str, float]) -> str:
     return f"{100 * entry['accuracy']:.1f}% [{100 * entry['ci_low']:.1f}, {100 * entry['ci_high']:.1f}]"
 
 
+def _per_sample(result: Verification) -> Dict[str, Any]:
+    """Every image's scores, for audits: clean, and per eps the headline, the minimum and the chosen source."""
+    engine = result.engine
+    out: Dict[str, Any] = {"clean": {side: scores.tolist() for side, scores in engine.clean.items()},
+                           "clean_fixed_pcg64": result.pcg64["clean"].tolist(), "eps": []}
+    for index, eps in enumerate(e.eps for e in engine.eps["fixed"]):
+        entry: Dict[str, Any] = {"eps": eps, "fixed_pcg64": result.pcg64[f"{eps:g}"].tolist()}
+        for side, side_rows in engine.eps.items():
+            row = side_rows[index]
+            entry[side] = {"headline": row.headline.tolist(), "minimum": row.minimum.tolist(), "chosen": row.chosen}
+        out["eps"].append(entry)
+    return out
+
+
 def summary(result: Verification) -> Dict[str, Any]:
-    """The headline numbers: clean and worst-case robust accuracy with 95% Wilson intervals, per eps."""
-    rows = []
-    for f_eps, fixed in zip(result.float_result.eps_results, result.fixed):
-        rows.append({"eps": fixed.eps, "float": accuracy_with_interval(f_eps.worst_scores),
-                     "fixed": accuracy_with_interval(fixed.worst_scores),
-                     "gap": f_eps.accuracy - fixed.accuracy, "fixed_per_source": fixed.per_attack,
-                     "fixed_worst_by": fixed.worst_by})
-    return {"clean": {"float": accuracy_with_interval(result.float_result.clean_scores),
-                      "fixed": accuracy_with_interval(result.fixed_clean)},
-            "robust": rows}
+    """The headline numbers with 95% intervals per eps, the strongest sources, convergence and the EOT probe."""
+    robust = []
+    for row, f_eps, fixed in zip(rows(result), result.engine.eps["float"], result.engine.eps["fixed"]):
+        robust.append({**row, "float_minimum": float(f_eps.minimum.mean()), "fixed_minimum": float(fixed.minimum.mean()),
+                       "strongest": {"float": f_eps.strongest, "fixed": fixed.strongest},
+                       "per_source": {"float": f_eps.per_source, "fixed": fixed.per_source},
+                       "before_doubling": {"float": f_eps.base_headline, "fixed": fixed.base_headline}})
+    return {"clean": {"float": accuracy_with_interval(result.engine.clean["float"]),
+                      "fixed": accuracy_with_interval(result.engine.clean["fixed"]),
+                      "fixed_pcg64": accuracy_with_interval(result.pcg64["clean"])},
+            "robust": robust}
 
 
 def to_report(result: Verification, settings: Dict[str, Any], sources: Dict[str, Any],
               flips: FlipCurve | None) -> Dict[str, Any]:
-    flags, status = run_checks(result.float_result)
-    float_json = to_json([result.float_result], {result.float_result.name: flags},
-                         {result.float_result.name: status}, settings, {})
-    return {"tool": "tgo verify", "format_version": 1, "verdict": "pass" if result.passed else "fail",
-            "reasons": result.reasons, "notes": result.notes, "sources": sources, "settings": settings, **summary(result),
+    engine = result.engine
+    return {"tool": "tgo verify", "format_version": 2, "verdict": result.verdict, "reasons": result.reasons,
+            "flags": result.flags, "notes": result.notes, "sources": sources, "settings": settings, **summary(result),
+            "eot": engine.eot, "seeds": asdict(engine.seeds), "doubled_budget": asdict(engine.budget.doubled(
+                max(int(entry["k"]) for entry in engine.eot.values()))), "seconds": engine.seconds,
             "lava": result.lava, "layers": result.layers, "potentials": result.histograms,
-            "flips": None if flips is None else flips.__dict__,
-            "float_model": float_json["models"][0], "scoring_rule": float_json["scoring_rule"]}
+            "flips": None if flips is None else flips.__dict__, "per_sample": _per_sample(result),
+            "scoring_rule": SCORING_RULE}
 
 
 def markdown(report: Dict[str, Any]) -> str:
     lines = [f"# tgo verify: **{report['verdict'].upper()}**", ""]
-    lines += [f"- {reason}" for reason in report["reasons"]] or ["- fixed-point robustness holds and Lava agrees"]
+    lines += [f"- fail: {reason}" for reason in report["reasons"]]
+    lines += [f"- red flag: {flag}" for flag in report["flags"]]
+    if report["verdict"] == "pass":
+        lines.append("- fixed-point robustness holds, under both noise generators, and Lava agrees")
     lines += [f"- note: {note}" for note in report["notes"]]
-    clean = report["clean"]
+    clean, settings = report["clean"], report["settings"]
     lines += ["", f"Checkpoint `{report['sources']['checkpoint']}`, network `{report['sources']['net']}`, "
-              f"{report['settings']['n']} test samples, tolerance {100 * report['settings']['tolerance']:.1f} points.",
-              "", "| eps | float worst-case | fixed-point worst-case (hw_sim) | gap |", "|---|---|---|---|",
+              f"{settings['n']} test samples, tolerance {100 * settings['tolerance']:.1f} points.", "",
+              "| eps | float | fixed point (hw_sim) | gap [95% CI] | fixed, PCG64 noise | per-image minimum float / fixed |",
+              "|---|---|---|---|---|---|",
               f"| clean | {_pct(clean['float'])} | {_pct(clean['fixed'])} | "
-              f"{100 * (clean['float']['accuracy'] - clean['fixed']['accuracy']):+.1f} |"]
+              f"{100 * (clean['float']['accuracy'] - clean['fixed']['accuracy']):+.1f} | {_pct(clean['fixed_pcg64'])} | |"]
     for row in report["robust"]:
-        lines.append(f"| {row['eps']:g} | {_pct(row['float'])} | {_pct(row['fixed'])} | {100 * row['gap']:+.1f} |")
-    lines += ["", "Accuracy [95% Wilson interval]. Fixed-point sources (accuracy on hw_sim):", ""]
+        lines.append(f"| {row['eps']:g} | {_pct(row['float'])} | {_pct(row['fixed'])} | {100 * row['gap']:+.1f} "
+                     f"[{100 * row['gap_ci'][0]:+.1f}, {100 * row['gap_ci'][1]:+.1f}] | {_pct(row['fixed_pcg64'])} | "
+                     f"{100 * row['float_minimum']:.1f}% / {100 * row['fixed_minimum']:.1f}% |")
+    lines += ["", "Headline: one example chosen per image on the select seeds, scored on the disjoint score seeds "
+              "[95% Wilson interval]. Per-image minimum: the lowest score of any candidate on the score seeds "
+              "(biased low).", "", "Strongest source per eps (accuracy of its per-image minimum):", ""]
     for row in report["robust"]:
-        parts = ", ".join(f"{k} {100 * v:.1f}%" for k, v in row["fixed_per_source"].items())
-        lines.append(f"- eps {row['eps']:g}: {parts}")
+        for side in ("float", "fixed"):
+            best = row["strongest"][side]
+            lines.append(f"- eps {row['eps']:g}, {side}: **{best}** ({100 * row['per_source'][side].get(best, 1.0):.1f}%); "
+                         f"before the doubled-budget round {100 * row['before_doubling'][side]:.1f}%")
+    lines += ["", "EOT draws per gradient: " + "; ".join(
+        f"{side} k={entry['k']} ({entry['chosen_by']}" + (", probe " + ", ".join(f"k={k}: {100 * a:.1f}%" for k, a in entry["probe"])
+                                                      if entry["probe"] else "") + ")"
+        for side, entry in report["eot"].items())]
     lava = report["lava"]
-    lines += ["", f"Lava (Loihi2SimCfg, fixed_pt) on {lava['samples']} samples (clean and worst-case adversarial): "
+    lines += ["", "Lava: not checked (--lava-n 0)." if not lava["checked"] else
+              f"Lava (Loihi2SimCfg, fixed_pt) on {lava['samples']} samples (clean and chosen adversarial): "
               + ("every spike of every layer agrees with hw_sim." if lava["agree"] else f"MISMATCH: {lava['mismatch']}"),
               "", "| layer | float spikes/neuron/step | fixed-point | change |", "|---|---|---|---|"]
     lines += [f"| {r['layer']} {r['name']} | {r['float_rate']:.4f} | {r['fixed_rate']:.4f} | {r['rate_change']:+.4f} |"

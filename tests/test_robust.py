@@ -187,7 +187,8 @@ def test_tgo_attack_end_to_end(trained_runs, tmp_path):
     out = tmp_path / "report"
     result = runner.invoke(app, ["attack", *runs, "--n", "40", "--attacks", "fgsm,pgd5,eot-pgd5,square",
                                  "--square-queries", "50", "--eps", "0.1,0.05", "--eot-k", "2", "--repeats", "4",
-                                 "--surrogates", "own", "--seed", "3", "--out", str(out), "--quiet"])
+                                 "--surrogates", "own", "--seed", "3", "--out", str(out), "--quiet",
+                                 "--sweep", "own", "--steps", "2", "--search-queries", "8"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "attack.json").read_text())
     assert report["settings"]["seed"] == 3 and report["settings"]["eot_k"] == 2 and report["settings"]["n"] == 40
@@ -201,6 +202,9 @@ def test_tgo_attack_end_to_end(trained_runs, tmp_path):
             assert entry["worst_case_accuracy"] == pytest.approx(sum(entry["per_sample"]["worst_score"]) / 40,
                                                                  abs=1e-3)
             assert entry["worst_case_accuracy"] <= min(r["accuracy"] for r in entry["runs"]) + 1e-9
+        adaptive = model["adaptive"]
+        assert [row["eps"] for row in adaptive["eps"]] == [0.05, 0.1] and adaptive["budget"]["steps"] == 2
+        assert all(row["minimum"] <= row["headline"] <= adaptive["clean"] + 0.05 for row in adaptive["eps"])
     markdown = (out / "attack.md").read_text()
     for name in names:
         assert f"| {name} | 0.05 |" in markdown and f"| {name} | 0.1 |" in markdown

@@ -11,6 +11,7 @@ from hw_sim.netfile import load_net
 from hw_sim.simulator import encode_inputs, logits, simulate
 from robust.deployed import DeployedTwin, HwSimClassifier, logit_scale
 from robust.flips import flip_curve
+from robust.options import EngineBudget
 from robust.stats import wilson_interval
 from robust.verify_command import build_options, run_verify
 from tgo_cli import app
@@ -21,10 +22,16 @@ runner = CliRunner()
 
 
 def _options(**overrides):
-    values = dict(attacks="fgsm,pgd5,square", eps="0.0625", surrogates="own", default_alpha=2.0, n=40, lava_n=4,
-                  eot_k=2, repeats=3, tolerance=0.05, seed=0, apgd_steps=5, square_queries=30)
+    values = dict(eps="0.0625", surrogates="own,ste", twin_surrogates="own", default_alpha=2.0, n=40, lava_n=4,
+                  repeats=3, tolerance=0.05, seed=0, budget=EngineBudget.quick())
     values.update(overrides)
     return build_options(**values)
+
+
+def _cli(run_dir, net, out, *args):
+    return runner.invoke(app, ["verify", str(run_dir), str(net), "-o", str(out), "--quiet", "--n", "20", "--eps",
+                               "0.125", "--steps", "2", "--restarts", "1", "--search-queries", "8", "--eot-k", "2",
+                               "--surrogates", "own", "--repeats", "3", "--lava-n", "2", *args])
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +60,18 @@ def test_twin_is_bit_exact_with_hw_sim_and_has_gradients(exported_runs, digits, 
     assert torch.equal(first, again) == (name == "vanilla")  # only the noisy network changes between forwards
 
 
-def test_good_export_passes(exported_runs, tmp_path):
+def test_good_export_passes_and_stores_an_audit_trail(exported_runs, tmp_path):
     run_dir, export_dir = exported_runs["vanilla"]
     report = run_verify(run_dir, export_dir / "model.net", tmp_path, _options(), show_progress=False)
-    assert report["verdict"] == "pass", report["reasons"]
+    assert report["verdict"] in ("pass", "unconverged") and not report["reasons"], report["reasons"]
+    assert all("has not converged" in flag for flag in report["flags"])
+    row, audit = report["robust"][0], report["per_sample"]["eps"][0]
+    assert len(audit["fixed"]["headline"]) == 40 and len(audit["float"]["chosen"]) == 40
+    assert abs(sum(audit["fixed"]["headline"]) / 40 - row["fixed"]["accuracy"]) < 1e-9
+    assert row["float_minimum"] <= row["float"]["accuracy"] and row["fixed_minimum"] <= row["fixed"]["accuracy"]
+    seeds = report["seeds"]
+    assert not (set(seeds["select"]) & set(seeds["score"])) and not (set(seeds["search"]) & set(seeds["score"]))
+    assert "Strongest source per eps" in (tmp_path / "verify.md").read_text()
     assert report["lava"]["agree"] and report["lava"]["samples"] == 8
     assert abs(report["clean"]["float"]["accuracy"] - report["clean"]["fixed"]["accuracy"]) <= 0.05
     for name in ("verify.json", "verify.md", "verify_robustness.png", "verify_potentials.png"):
@@ -67,10 +82,10 @@ def test_broken_thresholds_fail_and_name_the_layer(exported_runs, tmp_path):
     run_dir, export_dir = exported_runs["vanilla"]
     broken = tmp_path / "broken.net"
     shutil.copy(export_dir / "model.net", broken)
+    shutil.copy(export_dir / "export.json", tmp_path / "export.json")
     with h5py.File(broken, "r+") as fh:
         fh["layer/0/neuron/vThMant"][()] = int(fh["layer/0/neuron/vThMant"][()]) * 4
-    result = runner.invoke(app, ["verify", str(run_dir), str(broken), "-o", str(tmp_path / "v"), "--n", "40",
-                                 "--attacks", "fgsm", "--eps", "0.0625", "--lava-n", "2", "--quiet"])
+    result = _cli(run_dir, broken, tmp_path / "v", "--n", "40", "--eps", "0.0625")
     assert result.exit_code == 1, result.output
     report = (tmp_path / "v" / "verify.json").read_text()
     assert '"verdict": "fail"' in report and "layer 0" in report
@@ -87,8 +102,7 @@ def test_planted_one_spike_difference_is_caught(exported_runs, tmp_path, monkeyp
 
     monkeypatch.setattr(lava_runner, "run_lava", one_spike_off)
     run_dir, export_dir = exported_runs["vanilla"]
-    report = run_verify(run_dir, export_dir / "model.net", tmp_path, _options(attacks="fgsm", n=10),
-                        show_progress=False)
+    report = run_verify(run_dir, export_dir / "model.net", tmp_path, _options(n=10), show_progress=False)
     assert report["verdict"] == "fail" and not report["lava"]["agree"]
     assert "sample 1" in report["lava"]["mismatch"] and "neuron 5" in report["lava"]["mismatch"]
 
@@ -97,7 +111,8 @@ def test_bad_input_exits_2(exported_runs, tmp_path):
     run_dir, export_dir = exported_runs["vanilla"]
     net = str(export_dir / "model.net")
     for args, message in ((["--tolerance", "5"], "--tolerance"), (["--eps", "2"], "outside [0, 1]"),
-                          (["--n", "100000"], "--n must be"), (["--attacks", "nope"], "unknown attack")):
+                          (["--n", "100000"], "--n must be"), (["--surrogates", "nope"], "unknown surrogate"),
+                          (["--steps", "0"], "--steps must be")):
         result = runner.invoke(app, ["verify", str(run_dir), net, "-o", str(tmp_path), "--quiet", *args])
         assert result.exit_code == 2 and message in result.output, result.output
     result = runner.invoke(app, ["verify", str(run_dir), str(tmp_path / "missing.net"), "-o", str(tmp_path)])
@@ -117,3 +132,62 @@ def test_flip_curve_recovers_phi():
     curve = flip_curve(z, flipped)
     for rate, theory, count in zip(curve.flip_rate, curve.theory, curve.counts):
         assert abs(rate - theory) < 4 * math.sqrt(theory * (1 - theory) / count) + 1e-3
+
+
+def test_unpaired_exports_are_refused(exported_runs, tmp_path):
+    vanilla_run, vanilla_export = exported_runs["vanilla"]
+    _, tgo_export = exported_runs["tgo"]
+    result = _cli(vanilla_run, tgo_export / "model.net", tmp_path / "a")
+    assert result.exit_code == 2 and "exported from another checkpoint" in result.output, result.output
+    lonely = tmp_path / "lonely" / "model.net"
+    lonely.parent.mkdir()
+    shutil.copy(vanilla_export / "model.net", lonely)
+    result = _cli(vanilla_run, lonely, tmp_path / "b")
+    assert result.exit_code == 2 and "no export.json" in result.output and "--allow-unpaired" in result.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    result = _cli(vanilla_run, lonely, tmp_path / "c", "--allow-unpaired", "--lava-n", "0")
+    assert result.exit_code in (0, 1) and (tmp_path / "c" / "verify.json").is_file(), result.output
+
+
+def test_non_finite_weights_are_refused(exported_runs, tmp_path):
+    run_dir, export_dir = exported_runs["vanilla"]
+    poisoned = tmp_path / "checkpoint.pt"
+    payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    state = payload["model_state"] if "model_state" in payload else payload["model"]
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first][0] = float("nan")
+    torch.save(payload, poisoned)
+    result = _cli(poisoned, export_dir / "model.net", tmp_path / "v", "--allow-unpaired")
+    assert result.exit_code == 2 and "non-finite weights" in result.output, result.output
+
+
+def test_lava_not_run_is_reported_unchecked(exported_runs, tmp_path):
+    run_dir, export_dir = exported_runs["vanilla"]
+    report = run_verify(run_dir, export_dir / "model.net", tmp_path, _options(n=20, lava_n=0,
+                        budget=EngineBudget(steps=2, restarts=1, eot_k=1, search_queries=8, doubled_sources=1)),
+                        show_progress=False)
+    assert report["lava"] == {"samples": 0, "checked": False, "agree": None, "mismatch": None}
+    assert report["verdict"] in ("unchecked", "unconverged") and not report["reasons"]
+    assert "Lava: not checked" in (tmp_path / "verify.md").read_text()
+
+
+def test_generator_dependent_noise_is_caught(exported_runs, tmp_path, monkeypatch):
+    """hw_sim's generator made degenerate (one draw shared by every neuron and pushed 4 sigma up): the fixed
+    point's accuracy under it no longer matches the independent PCG64 generator, and verify fails."""
+    import hw_sim.simulator as simulator
+    real = simulator.layer_noise
+
+    def stuck(layer, steps, device="cpu"):
+        noise = real(layer, steps, device)
+        if noise is None:
+            return None
+        shared = noise.flatten(1)[:, :1].abs().expand_as(noise.flatten(1)).reshape(noise.shape)
+        return 4 * (shared + layer.neuron.noise.sigma)
+
+    run_dir, export_dir = exported_runs["tgo"]
+    monkeypatch.setattr(simulator, "layer_noise", stuck)
+    options = _options(n=60, lava_n=0, repeats=10, budget=EngineBudget(steps=2, restarts=1, eot_k=2, search_queries=8,
+                                                                        select_seeds=2, doubled_sources=1))
+    report = run_verify(run_dir, export_dir / "model.net", tmp_path, options, show_progress=False)
+    assert report["verdict"] == "fail"
+    assert any("depends on the noise generator" in reason for reason in report["reasons"]), report["reasons"]

@@ -1,0 +1,290 @@
+"""The adaptive attack engine behind `tgo attack` and `tgo verify`.
+
+For each eps, one pool of candidate inputs per image, shared by every side (the float model, the deployed
+fixed-point model):
+  1. APGD per side's differentiable model, swept over surrogates, restarts (losses ce, margin, dlr) and EOT
+     over the neuron noise (`attacks.adaptive.sweep`), EOT draws chosen per side by a doubling probe;
+  2. every such example also as the chip sees it (`grid.rounded`) and pushed to the ball's grid corners
+     (`grid.corners`);
+  3. a gradient-free search over integer input levels scored by the search oracle (hw_sim in verify)
+     by expected margin over `search` seeds, from the best example so far and from the clean image.
+Every side scores every candidate. Seeds (`Seeds`): the attacks draw their own noise; the `select` seeds
+choose each image's worst candidate; the disjoint `score` seeds score it: that is the headline (one chosen
+example per image, scored on fresh noise). The per-image minimum on the score seeds over the `SHORTLIST`
+candidates that did best on the select seeds is reported beside it (biased low: a minimum over noisy
+scores). Budget convergence: the images some side
+still gets right are attacked again by the strongest gradient sources and the search with every budget
+doubled (steps, restarts, EOT draws, queries); the pool grows by those candidates and the headline may move
+by less than `CONVERGED` (else a red flag).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from robust.attacks import grid
+from robust.attacks.adaptive import sweep
+from robust.evaluate import derive_seed
+from robust.options import EngineBudget
+from robust.seeded import SeededModel, score
+from robust.surrogates import SurrogateSpec
+
+SCORING_RULE = (
+    "A sample's score is the fraction of noisy forwards, one per score seed, that classify it correctly (one "
+    "forward for a deterministic model). Each image's adversarial example is chosen among all candidates by "
+    "its score on the select seeds (ties: lower mean margin); the headline is the mean over images of the "
+    "chosen example's score on the score seeds, which no attack, search or choice has seen.")
+CONVERGED = 0.01           # largest headline move (fraction) when every budget doubles
+SHORTLIST = 8             # candidates per image scored on the score seeds (the per-image minimum's range)
+SELECT_TIEBREAK = 1e-3     # weight of tanh(expected margin) when choosing among equally scored candidates
+
+
+@dataclass
+class Side:
+    """One model under evaluation: `scorer` judges inputs; `attackable` (if any) is its differentiable
+    stand-in for gradient attacks (the float model itself, or the integer twin of the deployed one)."""
+    name: str                                  # 'float' | 'fixed'
+    scorer: SeededModel
+    attackable: Optional[nn.Module] = None
+    surrogates: List[SurrogateSpec] = field(default_factory=list)
+    origin: str = ""                           # prefix of its gradient candidates ('float', 'twin')
+
+
+@dataclass
+class Seeds:
+    """Noise seeds by role; `check` asserts that no two roles share one."""
+    search: List[int]
+    select: List[int]
+    score: List[int]
+    attack_base: int
+
+    @classmethod
+    def derive(cls, seed: int, budget: EngineBudget, repeats: int) -> "Seeds":
+        seeds = cls([derive_seed(seed, "search", i) for i in range(budget.search_seeds)],
+                    [derive_seed(seed, "select", i) for i in range(budget.select_seeds)],
+                    [derive_seed(seed, "score", i) for i in range(repeats)], derive_seed(seed, "attack"))
+        seeds.check()
+        return seeds
+
+    def check(self) -> None:
+        roles = {"search": self.search, "select": self.select, "score": self.score}
+        for a, first in roles.items():
+            for b, second in roles.items():
+                if a < b and set(first) & set(second):
+                    raise ValueError(f"noise seeds shared by the {a} and {b} roles: {set(first) & set(second)}")
+
+
+@dataclass
+class SideEps:
+    """One side at one eps. Scores are per image [N] fractions of correct forwards on the score seeds."""
+    eps: float
+    headline: torch.Tensor            # the chosen example of each image
+    minimum: torch.Tensor             # the minimum over the SHORTLIST candidates best on the select seeds
+    chosen: List[str]                 # per image: which candidate was chosen ('clean': none beat it)
+    examples: torch.Tensor            # [N, ...] the chosen inputs
+    base_headline: float              # headline before the doubled-budget round
+    per_source: Dict[str, float]      # source group -> accuracy of its per-image minimum (select seeds)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.headline.mean())
+
+    @property
+    def moved(self) -> float:
+        """How far the doubled budget moved the headline (fraction, >= 0 up to selection noise)."""
+        return self.base_headline - self.accuracy
+
+    @property
+    def strongest(self) -> str:
+        return min(self.per_source, key=self.per_source.get) if self.per_source else "clean"
+
+
+@dataclass
+class EngineResult:
+    clean: Dict[str, torch.Tensor]            # side -> [N] clean scores
+    eps: Dict[str, List[SideEps]]             # side -> one entry per eps
+    eot: Dict[str, Dict[str, object]]         # side -> {'k', 'probe': [[k, accuracy], ...]}
+    seeds: Seeds
+    budget: EngineBudget
+    seconds: Dict[str, float]                 # source kind -> seconds spent
+
+    def flags(self) -> List[str]:
+        """Red flags: a headline that doubling the budget moved by CONVERGED or more."""
+        return [f"{side} eps {e.eps:g}: doubling steps, restarts, EOT draws and search queries moved the "
+                f"headline by {100 * e.moved:.1f} points ({100 * e.base_headline:.1f}% -> {100 * e.accuracy:.1f}%): "
+                f"the attack budget has not converged" for side, rows in self.eps.items() for e in rows
+                if e.moved >= CONVERGED]
+
+
+def source_group(name: str) -> str:
+    """'twin-apgd-dlr@ste:1#2/corner x2' -> 'twin-apgd/corner'; searches keep their start ('hw_sim-search@best')."""
+    base = name.split(" ")[0]
+    if "-search@" in base:
+        return base
+    origin, _, rest = base.partition("-")
+    return f"{origin}-apgd" + (f"/{rest.split('/', 1)[1]}" if "/" in rest else "")
+
+
+class _Pool:
+    """Candidates of one eps and, per side, their select-seed keys and accuracies (per image)."""
+
+    def __init__(self, sides: Sequence[Side], x: torch.Tensor, y: torch.Tensor, seeds: Seeds):
+        self.sides, self.x, self.y, self.seeds = sides, x, y, seeds
+        self.inputs: Dict[str, torch.Tensor] = {}
+        self.keys: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
+        self.accs: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
+
+    def add(self, candidates: Dict[str, torch.Tensor]) -> None:
+        names = list(candidates)
+        if not names:
+            return
+        flat = torch.cat([candidates[k] for k in names])
+        ys = self.y.repeat(len(names))
+        n = len(self.x)
+        for side in self.sides:
+            acc, mean_margin = score(side.scorer, flat, ys, self.seeds.select)
+            key = acc + SELECT_TIEBREAK * torch.tanh(mean_margin)
+            for i, name in enumerate(names):
+                self.keys[side.name][name] = key[i * n:(i + 1) * n]
+                self.accs[side.name][name] = acc[i * n:(i + 1) * n]
+        self.inputs.update(candidates)
+
+    def strongest(self, sides: Sequence[Side], count: int) -> Dict[str, List[SurrogateSpec]]:
+        """The `count` (side, surrogate) gradient sources whose candidates score lowest on any side."""
+        ranked = []
+        for side in sides:
+            for surrogate in (side.surrogates if side.attackable is not None else []):
+                tag = f"{side.origin}-apgd-"
+                names = [k for k in self.inputs if k.startswith(tag) and f"@{surrogate.label}#" in k]
+                accuracy = min(float(torch.stack([self.accs[judge.name][k] for k in names]).min(0).values.mean())
+                               for judge in self.sides)
+                ranked.append((accuracy, side.name, surrogate))
+        chosen: Dict[str, List[SurrogateSpec]] = {side.name: [] for side in sides}
+        for _, name, surrogate in sorted(ranked, key=lambda row: row[0])[:count]:
+            chosen[name].append(surrogate)
+        return chosen
+
+    def result(self, side: Side, eps: float, base_headline: Optional[float]) -> SideEps:
+        """Choose per image by the select key; score the `SHORTLIST` best candidates on the score seeds."""
+        names = list(self.inputs)
+        keys = torch.stack([self.keys[side.name][k] for k in names])              # [C, N]
+        order = keys.argsort(0)[:SHORTLIST]                                       # [m, N], chosen first
+        rows = torch.arange(len(self.x))
+        stacked = torch.stack([self.inputs[k] for k in names])
+        shortlist = stacked[order, rows]                                          # [m, N, ...]
+        accs = score(side.scorer, shortlist.flatten(0, 1), self.y.repeat(len(order)),
+                     self.seeds.score)[0].view(len(order), -1)
+        groups: Dict[str, List[int]] = {}
+        for i, name in enumerate(names):
+            if name != "clean":
+                groups.setdefault(source_group(name), []).append(i)
+        select_accs = torch.stack([self.accs[side.name][k] for k in names])
+        per_source = {g: float(select_accs[idx].min(0).values.mean()) for g, idx in groups.items()}
+        return SideEps(eps, accs[0], accs.min(0).values, [names[i] for i in order[0].tolist()], shortlist[0],
+                       float(accs[0].mean()) if base_headline is None else base_headline, per_source)
+
+
+def _own(surrogates: Sequence[SurrogateSpec]) -> List[SurrogateSpec]:
+    return [s for s in surrogates if s.name is None][:1] or list(surrogates[:1])
+
+
+def probe_eot(side: Side, x: torch.Tensor, y: torch.Tensor, eps: float, budget: EngineBudget, seeds: Seeds,
+              seed: int) -> Dict[str, object]:
+    """The smallest EOT draws k (from 2, doubling up to eot_k_max) at which APGD-CE with 2k draws scores within
+    CONVERGED of APGD-CE with k (on the select seeds); {'k', 'probe': [[k, accuracy], ...]}."""
+    if budget.eot_k:
+        return {"k": budget.eot_k, "probe": [], "chosen_by": "given"}
+    stochastic = side.attackable is not None and side.scorer.stochastic
+    if not stochastic:
+        return {"k": 1, "probe": [], "chosen_by": "deterministic model"}
+    trace, k = [], 2
+    while True:
+        adv = sweep(side.attackable, x, y, eps, _own(side.surrogates), 1, budget.steps, k, seed + k)
+        trace.append([k, float(score(side.scorer, next(iter(adv.values())), y, seeds.select)[0].mean())])
+        if len(trace) > 1 and abs(trace[-1][1] - trace[-2][1]) < CONVERGED:
+            return {"k": k // 2, "probe": trace, "chosen_by": "doubling no longer moves the result"}
+        if k >= budget.eot_k_max:
+            return {"k": k, "probe": trace, "chosen_by": f"cap eot_k_max={budget.eot_k_max} (not converged)"}
+        k *= 2
+
+
+def _candidates(sides: Sequence[Side], surrogates: Dict[str, List[SurrogateSpec]], oracle: Side, x: torch.Tensor,
+                y: torch.Tensor, rows: torch.Tensor, eps: float, q: int, budget: EngineBudget, eot_k: Dict[str, int],
+                seeds: Seeds, tag: str, seconds: Dict[str, float]) -> Dict[str, torch.Tensor]:
+    """Gradient examples (+ grid and corner variants) of every side with its `surrogates`, and the oracle's
+    grid search, on `rows` (other images keep their clean input); names get the suffix `tag`."""
+    suffix = f" {tag}" if tag else ""
+    out: Dict[str, torch.Tensor] = {}
+    xs, ys = x[rows], y[rows]
+
+    def full(adv: torch.Tensor) -> torch.Tensor:
+        filled = x.clone()
+        filled[rows] = adv.to(x.dtype)
+        return filled
+
+    for side in sides:
+        if side.attackable is None or not surrogates[side.name]:
+            continue
+        started = time.perf_counter()
+        runs = sweep(side.attackable, xs, ys, eps, surrogates[side.name], budget.restarts, budget.steps,
+                     eot_k[side.name], derive_seed(seeds.attack_base, eps, side.name, tag))
+        for key, adv in runs.items():
+            name = f"{side.origin}-{key}"
+            out[name + suffix] = full(adv)
+            out[f"{name}/grid{suffix}"] = full(grid.rounded(adv, xs, eps, q))
+            out[f"{name}/corner{suffix}"] = full(grid.corners(adv, xs, eps, q))
+        seconds[f"{side.origin}-apgd"] = seconds.get(f"{side.origin}-apgd", 0.0) + time.perf_counter() - started
+    started = time.perf_counter()
+    oracle_fn: Callable = lambda inputs, labels: score(oracle.scorer, inputs, labels, seeds.search)[1]
+    starts = {"clean": xs} if not tag else {}
+    if out:
+        names = list(out)
+        values = torch.stack([oracle_fn(out[k][rows], ys) for k in names])
+        stacked = torch.stack([out[k][rows] for k in names])
+        starts["best"] = stacked[values.argmin(0), torch.arange(len(rows))]
+    generator = torch.Generator().manual_seed(derive_seed(seeds.attack_base, eps, "search", tag))
+    for start_name, start in starts.items():
+        found = grid.search(oracle_fn, xs, ys, eps, q, start, budget.search_queries, budget.proposals, generator)
+        out[f"{oracle.origin}-search@{start_name}{suffix}"] = full(found)
+    seconds[f"{oracle.origin}-search"] = seconds.get(f"{oracle.origin}-search", 0.0) + time.perf_counter() - started
+    return out
+
+
+def run_engine(sides: Sequence[Side], oracle: Side, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float],
+               q: int, budget: EngineBudget, seed: int, repeats: int,
+               log: Callable[[str], None] = lambda msg: None) -> EngineResult:
+    """Evaluate every side at every eps (x [N, ...] in [0, 1], y [N]); `oracle` guides the grid search and
+    `q` is the input grid (levels per unit). `repeats` score seeds per input (stochastic sides)."""
+    seeds = Seeds.derive(seed, budget, repeats)
+    for side in sides:
+        if side.attackable is not None:
+            side.attackable.eval()
+    clean = {side.name: score(side.scorer, x, y, seeds.score)[0] for side in sides}
+    log("EOT draws: doubling probe")
+    eot = {side.name: probe_eot(side, x, y, max(eps_values), budget, seeds, derive_seed(seed, "probe", side.name))
+           for side in sides}
+    eot_k = {name: int(entry["k"]) for name, entry in eot.items()}
+    results: Dict[str, List[SideEps]] = {side.name: [] for side in sides}
+    seconds: Dict[str, float] = {}
+    everyone = torch.arange(len(x))
+    for eps in eps_values:
+        pool = _Pool(sides, x, y, seeds)
+        pool.add({"clean": x})
+        log(f"eps {eps:g}: gradient sweep, grid variants and grid search")
+        pool.add(_candidates(sides, {s.name: s.surrogates for s in sides}, oracle, x, y, everyone, eps, q, budget,
+                             eot_k, seeds, "", seconds))
+        base = {side.name: pool.result(side, eps, None) for side in sides}
+        alive = torch.stack([base[s.name].headline > 0 for s in sides]).any(0).nonzero()[:, 0]
+        if len(alive):
+            log(f"eps {eps:g}: doubled budget on {len(alive)} images")
+            doubled = budget.doubled(max(eot_k.values()))
+            more_k = {s.name: 2 * eot_k[s.name] if s.scorer.stochastic else 1 for s in sides}
+            pool.add(_candidates(sides, pool.strongest(sides, budget.doubled_sources), oracle, x, y, alive, eps, q,
+                                 doubled, more_k, seeds, "x2", seconds))
+        for side in sides:
+            results[side.name].append(pool.result(side, eps, base[side.name].accuracy))
+    return EngineResult(clean, results, eot, seeds, budget, seconds)

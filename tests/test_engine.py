@@ -1,0 +1,97 @@
+"""The adaptive engine: grid projections, a masked gradient still broken, disjoint seeds, the budget flag."""
+import pytest
+import torch
+from torch import nn
+
+from robust.attacks import grid
+from robust.attacks.adaptive import checkpoints
+from robust.attacks.losses import row_losses
+from robust.engine import Seeds, Side, run_engine, source_group
+from robust.options import EngineBudget
+from robust.seeded import FloatModel
+from robust.surrogates import parse_surrogates
+from train.checkpoint import load_checkpoint
+from train.data import load_dataset
+
+
+@pytest.fixture(scope="module")
+def vanilla(trained_runs):
+    ckpt = load_checkpoint(trained_runs["vanilla"][0])
+    data = load_dataset(ckpt.config.data)
+    return ckpt.build_model("cpu").eval(), data.test_x[:40], data.test_y[:40]
+
+
+class _Staircase(nn.Module):
+    """A planted gradient mask: the model sees round(x * 16) / 16 and its input gradient is exactly zero."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stepped = torch.round(x * 16) / 16
+        return self.model(stepped.detach() + 0 * x)
+
+    def reseed_noise(self, seed: int) -> None:
+        self.model.reseed_noise(seed)
+
+
+def _side(model: nn.Module, x: torch.Tensor, surrogates: str = "own") -> Side:
+    return Side("float", FloatModel(model, x), model, parse_surrogates(surrogates, 2.0), "float")
+
+
+def test_grid_variants_stay_in_the_ball_and_on_the_chips_levels():
+    x = torch.tensor([[0.0, 0.5, 1.0, 0.25]])
+    adv = torch.tensor([[0.1, 0.45, 0.93, 0.25]])
+    lo, hi = grid.bounds(x, 0.125, 16)
+    assert lo.tolist() == [[0, 6, 14, 2]] and hi.tolist() == [[2, 10, 16, 6]]
+    for variant in (grid.rounded(adv, x, 0.125, 16), grid.corners(adv, x, 0.125, 16)):
+        assert float((variant - x).abs().max()) <= 0.125 + 1e-7 and float(variant.min()) >= 0
+    assert (torch.round(grid.corners(adv, x, 0.125, 16) * 16)).tolist() == [[2, 6, 14, 4]]
+    assert (torch.round(grid.rounded(adv, x, 0.125, 16) * 16)).tolist() == [[2, 7, 15, 4]]
+
+
+def test_apgd_schedule_and_losses():
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    y = torch.tensor([0, 0])
+    ce, margin, dlr = (row_losses(logits, y, torch.full((2,), i)) for i in range(3))
+    assert torch.allclose(margin, torch.tensor([-2.0, 2.0]))
+    assert torch.allclose(dlr, torch.tensor([-2.0 / 3.0, 2.0 / 2.0]))
+    assert float(ce[0]) < float(ce[1])
+
+
+def test_planted_gradient_mask_is_still_broken_by_the_grid_search(vanilla):
+    model, x, y = vanilla
+    budget = EngineBudget(steps=5, restarts=1, eot_k=1, search_queries=160, doubled_sources=1)
+    masked = _side(_Staircase(model), x)
+    result = run_engine([masked], masked, x, y, [0.125], 16, budget, seed=0, repeats=1)
+    row = result.eps["float"][0]
+    assert row.per_source["float-apgd"] > 0.85                  # gradients see nothing
+    assert row.strongest.startswith("float-search")             # the level search does the work
+    assert row.accuracy < 0.5 < result.clean["float"].mean() - 0.4   # most images broken without gradients
+
+
+def test_seed_roles_are_disjoint_and_overlap_is_refused():
+    seeds = Seeds.derive(0, EngineBudget(), repeats=20)
+    roles = [set(seeds.search), set(seeds.select), set(seeds.score)]
+    assert sum(map(len, roles)) == len(set().union(*roles)) == 4 + 8 + 20
+    seeds.select.append(seeds.score[3])
+    with pytest.raises(ValueError, match="select and score|score and select"):
+        seeds.check()
+
+
+def test_under_budgeted_run_is_flagged(vanilla):
+    model, x, y = vanilla
+    side = _side(model, x, "own,ste")
+    starved = EngineBudget(steps=1, restarts=1, eot_k=1, search_queries=8, doubled_sources=2)
+    result = run_engine([side], side, x, y, [0.125], 16, starved, seed=0, repeats=1)
+    row = result.eps["float"][0]
+    assert row.base_headline - row.accuracy >= 0.01
+    assert len(result.flags()) == 1 and "has not converged" in result.flags()[0]
+
+
+def test_source_groups():
+    assert source_group("twin-apgd-dlr@ste:1#2/corner x2") == "twin-apgd/corner"
+    assert source_group("float-apgd-ce@own#0") == "float-apgd"
+    assert source_group("hw_sim-search@best x2") == "hw_sim-search@best"
