@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from hw_sim import prng
+from hw_sim import prng, products
 from hw_sim.fixed_point import (STATE_DTYPE, STATE_SHIFT, UV_LIMIT, CubaState, cuba_params, cuba_step,
                                  wrap_signed24)
 from hw_sim.netfile import DECAY_UNITY, Conv, Dense, Layer, NetFile
@@ -116,14 +116,13 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
 def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) -> Tuple[torch.Tensor, ...]:
     """One layer over the window: spikes [steps, N, *shape] (0.0/1.0, float32), and u, v when keep_v."""
     steps, count = signal.shape[:2]
-    a, bound = _synaptic_input(layer, signal, max_in)
-    bias = torch.as_tensor(layer.bias, device=a.device)
+    a6, bound = _synaptic_input(layer, signal, max_in)
+    bias = torch.as_tensor(layer.bias, device=a6.device)
     params = cuba_params(layer.neuron, bias, bound, steps)
     if params.wrap or params.saturate:  # the bound may be loose: decide on the input's actual peak
-        low, high = a.aminmax()
-        params = cuba_params(layer.neuron, bias, max(-int(low), int(high)), steps)
-    a6 = a.to(STATE_DTYPE).mul_(1 << STATE_SHIFT)
-    noise = layer_noise(layer, steps, a.device)
+        low, high = a6.aminmax()
+        params = cuba_params(layer.neuron, bias, max(-int(low), int(high)) >> STATE_SHIFT, steps)
+    noise = layer_noise(layer, steps, a6.device)
     spikes = torch.empty(a6.shape, dtype=torch.float32, device=a6.device)  # exact 0/1, ready for the next matmul
     u_all, v_all = (torch.empty_like(a6), torch.empty_like(a6)) if keep_v else (None, None)
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
@@ -161,32 +160,27 @@ def predict(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(scores == best, index, scores.shape[1]).min(dim=1).values
 
 
-def _exact_dtype(bound: int, device: torch.device) -> torch.dtype:
-    """Float dtype whose sums of integers are exact when no partial sum exceeds `bound` in magnitude."""
-    if bound < 2 ** 24 and device.type == "cpu" and torch.get_float32_matmul_precision() == "highest":
-        return torch.float32
-    if bound < 2 ** 47:  # leaves room for the << 6 into state units
-        return torch.float64
-    raise ValueError(f"synaptic sums up to {bound} cannot be computed exactly")
-
-
 def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int) -> Tuple[torch.Tensor, int]:
-    """Synaptic input of every step, [steps, N, *shape] integers (file units), and a bound on its magnitude.
+    """Synaptic input of every step in state units (file units << 6), [steps, N, *shape] integers (float32 or
+    float64, `hw_sim.products`), and a bound on its magnitude in file units.
 
     signal: [steps, N, *input shape] integers (float), magnitude at most max_in.
     """
     steps, count = signal.shape[:2]
-    synapse = layer.synapse
+    synapse, scale = layer.synapse, 1 << STATE_SHIFT
     if synapse is None:  # netx input layer: the input drives the neurons' a_in directly
-        return signal, max_in
+        return signal * scale, max_in
     weight = torch.as_tensor(synapse.weight, device=signal.device)
-    bound = int(weight.abs().reshape(weight.shape[0], -1).sum(dim=1).max()) * max_in
-    dtype = _exact_dtype(bound, signal.device)
-    rows = signal.reshape(steps * count, *signal.shape[2:]).to(dtype)
+    bound = products.sum_bound(weight, max_in)
+    rows = signal.reshape(steps * count, *signal.shape[2:])
     if isinstance(synapse, Dense):
-        a = rows.reshape(steps * count, -1) @ weight.to(dtype).T
+        plan = products.plan(int(weight.abs().max()), max_in, bound, signal.device, scale)
+        a = products.matmul(rows.reshape(steps * count, -1), products.prepare(weight, plan, scale).T, plan)
     else:
-        a = wrap_signed24(_conv(rows, weight.to(dtype), synapse, layer.shape).to(STATE_DTYPE))
+        plan = products.plan(int(weight.abs().max()), max_in, bound, signal.device, half_precision=False)
+        with products.exact_matmul():
+            a = _conv(rows.to(plan.operand), products.prepare(weight, plan), synapse, layer.shape)
+        a = wrap_signed24(a.to(STATE_DTYPE)).mul_(scale)
     return a.reshape(steps, count, *layer.shape), min(bound, 1 << 23) if isinstance(synapse, Conv) else bound
 
 
