@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
+from hw_sim.netfile import Conv
 from tgo_errors import UsageError
 
 EXACT_INTEGERS = {torch.float16: 1 << 11, torch.bfloat16: 1 << 8, torch.float32: 1 << 24, torch.float64: 1 << 53}
@@ -140,3 +142,17 @@ def matmul(x: torch.Tensor, weight_t: torch.Tensor, p: Plan) -> torch.Tensor:
         if x.device.type == "cpu" and not fp32_output_supported(x.device):  # emulation: exact upcast, same sums
             return x.to(p.accumulate) @ weight_t.to(p.accumulate)
         return torch.mm(x, weight_t, out_dtype=p.accumulate)
+
+
+def conv(x: torch.Tensor, weight: torch.Tensor, synapse: Conv, shape: Tuple[int, ...]) -> torch.Tensor:
+    """Grouped cross-correlation as unfold + matmul (a plain BLAS sum: exact on integers, unlike Winograd).
+
+    x: [rows, C, H, W] integers and weight [out, in/groups, kH, kW], both in one float dtype (a `plan` made with
+    half_precision=False); shape: the output (C', H', W'), as validated by the reader. Returns [rows, *shape].
+    """
+    g = synapse.groups
+    cols = F.unfold(x, weight.shape[2:], dilation=synapse.dilation, padding=synapse.padding, stride=synapse.stride)
+    cols = cols.reshape(x.shape[0], g, -1, cols.shape[-1])            # [rows, g, in/g * kH * kW, H' * W']
+    kernels = weight.reshape(g, weight.shape[0] // g, -1)             # [g, out/g, in/g * kH * kW]
+    with exact_matmul():
+        return torch.einsum("gok,rgkl->rgol", kernels, cols).reshape(x.shape[0], *shape)

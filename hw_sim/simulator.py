@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 
-from hw_sim import prng, products
+from hw_sim import memory, prng, products
 from hw_sim.fixed_point import (STATE_DTYPE, STATE_SHIFT, UV_LIMIT, CubaState, cuba_params, cuba_step,
                                  wrap_signed24)
 from hw_sim.netfile import DECAY_UNITY, Conv, Dense, Layer, NetFile
@@ -43,6 +42,14 @@ class Run:
         def pick(tensors: Optional[List[torch.Tensor]]) -> Optional[List[torch.Tensor]]:
             return None if tensors is None else [t[rows] for t in tensors]
         return Run(pick(self.spikes), self.readout_v[rows], pick(self.u), pick(self.v))
+
+    @classmethod
+    def concat(cls, runs: List["Run"]) -> "Run":
+        """The runs of consecutive chunks of a batch as one run."""
+        def join(tensors: List[Optional[List[torch.Tensor]]]) -> Optional[List[torch.Tensor]]:
+            return None if tensors[0] is None else [torch.cat(layer) for layer in zip(*tensors)]
+        return cls(join([r.spikes for r in runs]), torch.cat([r.readout_v for r in runs]),
+                   join([r.u for r in runs]), join([r.v for r in runs]))
 
 
 def encode_inputs(net: NetFile, x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +79,7 @@ def layer_noise(layer: Layer, steps: int, device: Device = "cpu") -> Optional[to
 
 
 def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, record: bool = False,
-             device: Optional[Device] = None) -> Run:
+             device: Optional[Device] = None, memory_limit: Optional[int] = None) -> Run:
     """Run every sample of the batch through the network from zero state.
 
     spikes: [N, S, *net.input_shape] integer input per step. A first synapse with
@@ -81,6 +88,8 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     steps: window length per sample (default `net.window(S)`); must exceed S when the first layer has a
         synapse, so that a sample's input cannot leak into the next sample's window in Lava.
     record: also keep u and v of every layer.
+    memory_limit: bytes the run may use (default: most of the device's available memory); the batch runs in
+        chunks that fit (`hw_sim.memory`), and a UsageError says when one sample does not.
     Returns a `Run` whose tensors live on `device` (default: the input's device).
     """
     device = torch.device(device) if device is not None else spikes.device
@@ -90,11 +99,20 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
         raise ValueError(f"input shape {tuple(spikes.shape[2:])} does not match the network's {net.input_shape}")
     if in_steps + net.input_lag > steps:
         raise ValueError(f"{in_steps} input steps do not fit a window of {steps} steps")
-    x = spikes.to(device).transpose(0, 1)  # time-major [S, N, ...]
+    chunk = memory.batch_chunk(net, count, steps, in_steps, record, device, memory_limit)
+    runs = [_simulate(net, spikes[first:first + chunk], steps, record, device) for first in range(0, count, chunk)]
+    return runs[0] if len(runs) == 1 else Run.concat(runs)
+
+
+def _simulate(net: NetFile, spikes: torch.Tensor, steps: int, record: bool, device: torch.device) -> Run:
+    """`simulate` on one chunk of the batch, arguments checked."""
+    count, in_steps = spikes.shape[:2]
+    x = spikes.to(device)
     if net.input_lag and net.input_message_bits == 0:  # a binary synapse counts any nonzero value as a spike
         x = x != 0
-    low, high = x.aminmax() if x.numel() else (0, 0)
+    low, high = x.aminmax() if x.numel() else (0, 0)  # before the transpose: much faster on contiguous memory
     max_in = max(-int(low), int(high))
+    x = x.transpose(0, 1)  # time-major [S, N, ...]
     exact = torch.float32 if max_in < 2 ** 24 else torch.float64  # holds every input value exactly
     signal = torch.zeros((steps, count) + net.input_shape, dtype=exact, device=device)
     signal[net.input_lag:net.input_lag + in_steps] = x
@@ -178,19 +196,6 @@ def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int) -> Tuple[to
         a = products.matmul(rows.reshape(steps * count, -1), products.prepare(weight, plan, scale).T, plan)
     else:
         plan = products.plan(int(weight.abs().max()), max_in, bound, signal.device, half_precision=False)
-        with products.exact_matmul():
-            a = _conv(rows.to(plan.operand), products.prepare(weight, plan), synapse, layer.shape)
+        a = products.conv(rows.to(plan.operand), products.prepare(weight, plan), synapse, layer.shape)
         a = wrap_signed24(a.to(STATE_DTYPE)).mul_(scale)
     return a.reshape(steps, count, *layer.shape), min(bound, 1 << 23) if isinstance(synapse, Conv) else bound
-
-
-def _conv(x: torch.Tensor, weight: torch.Tensor, conv: Conv, shape: Tuple[int, ...]) -> torch.Tensor:
-    """Grouped cross-correlation as unfold + matmul (a plain BLAS sum: exact on integers, unlike Winograd).
-
-    x: [rows, C, H, W]; shape: the output (C', H', W'), as validated by the reader. Returns [rows, *shape].
-    """
-    g = conv.groups
-    cols = F.unfold(x, weight.shape[2:], dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
-    cols = cols.reshape(x.shape[0], g, -1, cols.shape[-1])            # [rows, g, in/g * kH * kW, H' * W']
-    kernels = weight.reshape(g, weight.shape[0] // g, -1)             # [g, out/g, in/g * kH * kW]
-    return torch.einsum("gok,rgkl->rgol", kernels, cols).reshape(x.shape[0], *shape)
