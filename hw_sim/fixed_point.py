@@ -120,7 +120,8 @@ def cuba_step(state: CubaState, a6: torch.Tensor, p: CubaParams, spikes: torch.T
         v.copy_(wrap_int32(v))
     if p.saturate:
         v.clamp_(-(UV_LIMIT - 1), UV_LIMIT - 1)
-    # 0/1 masks as floats: boolean tensors take a slow path in CPU arithmetic
-    torch.le(v if noise is None else v + noise, p.threshold, out=state.quiet)
-    torch.sub(1.0, state.quiet, out=spikes)
-    v.mul_(state.quiet)
+    # 0/1 masks as floats, each written in its own dtype: boolean tensors and mixed dtypes take slow paths in CPU
+    # arithmetic
+    noisy = v if noise is None else v + noise
+    torch.gt(noisy, p.threshold, out=spikes)
+    v.mul_(torch.le(noisy, p.threshold, out=state.quiet))

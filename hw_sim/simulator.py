@@ -22,7 +22,7 @@ from hw_sim.fixed_point import (STATE_DTYPE, STATE_SHIFT, UV_LIMIT, CubaState, c
 from hw_sim.netfile import DECAY_UNITY, Conv, Dense, Layer, NetFile
 
 Device = Union[str, torch.device]
-CPU_CHUNK_ELEMENTS = 1 << 15  # neuron states per batch slice on CPU: 256 KiB per float64 tensor
+CPU_CHUNK_ELEMENTS = 1 << 17  # neuron states per batch slice on CPU: 1 MiB per float64 tensor
 
 
 @dataclass
