@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from hw_sim import products
-from hw_sim.netfile import Dense, NetFile
+from hw_sim.netfile import Dense, Layer, NetFile
 from hw_sim.simulator import encode_inputs, simulate
 
 INPUT_STEPS = 16  # input steps of a netx file without tgo metadata
@@ -37,22 +37,35 @@ def seconds(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def products_alone(net: NetFile, x: torch.Tensor) -> Callable[[], List[torch.Tensor]]:
-    """The roofline of `simulate(net, x)`: every layer's synaptic product on a random 0/1 signal (the first
-    layer: the input's magnitude) of the run's shapes, in the dtypes hw_sim picks for them."""
-    device, count, steps = x.device, x.shape[0], net.window(x.shape[1])
-    g = torch.Generator(device=device).manual_seed(1)
-    shape, max_in, work = net.input_shape, int(x.abs().max()), []
+def layer_plans(net: NetFile, max_in: int, device: torch.device) -> List[Tuple[Layer, products.Plan, torch.Tensor]]:
+    """Every synaptic layer with the product plan hw_sim picks on `device` for an input of magnitude max_in, and
+    its weights in the plan's operand dtype."""
+    plans = []
     for layer in net.layers:
         if layer.synapse is not None:
             weight = torch.as_tensor(layer.synapse.weight, device=device)
-            bound = products.sum_bound(weight, max_in)
             dense = isinstance(layer.synapse, Dense)
-            plan = products.plan(int(weight.abs().max()), max_in, bound, device, half_precision=dense)
-            rows = (steps * count, int(np.prod(shape))) if dense else (steps * count,) + shape
-            signal = torch.randint(0, max_in + 1, rows, generator=g, device=device).to(plan.operand)
-            work.append((layer, plan, products.prepare(weight, plan), signal))
-        shape, max_in = layer.shape, 1
+            plan = products.plan(int(weight.abs().max()), max_in, products.sum_bound(weight, max_in), device,
+                                 half_precision=dense)
+            plans.append((layer, plan, products.prepare(weight, plan)))
+        max_in = 1
+    return plans
+
+
+def products_alone(net: NetFile, x: torch.Tensor) -> Callable[[], List[torch.Tensor]]:
+    """The roofline of `simulate(net, x)`: every layer's synaptic product on a random 0/1 signal (the first
+    layer: the input's magnitude) of the run's shapes, in the dtypes hw_sim picks for them."""
+    device, rows, max_in = x.device, x.shape[0] * net.window(x.shape[1]), int(x.abs().max())
+    g = torch.Generator(device=device).manual_seed(1)
+    shapes = {layer.index: shape for layer, shape in zip(net.layers, (net.input_shape,) + tuple(
+        layer.shape for layer in net.layers[:-1]))}
+    work = []
+    for layer, plan, weight in layer_plans(net, max_in, device):
+        shape = shapes[layer.index]
+        dense = isinstance(layer.synapse, Dense)
+        size = (rows, int(np.prod(shape))) if dense else (rows,) + shape
+        high = max_in if layer is net.layers[0] else 1
+        work.append((layer, plan, weight, torch.randint(0, high + 1, size, generator=g, device=device).to(plan.operand)))
 
     def run() -> List[torch.Tensor]:
         return [products.matmul(signal, weight.T, plan) if isinstance(layer.synapse, Dense)

@@ -61,7 +61,7 @@ def plan(weight_max: int, max_in: int, bound: int, device: torch.device, scale: 
         if (half_precision and device.type == "cuda" and fp32_output_supported(device)
                 and representable(weight_max, torch.float16, scale) and representable(max_in, torch.float16)):
             candidates.append(Plan(torch.float16, torch.float32))
-        if device.type == "cpu":  # on CUDA float32 without TF32 is no faster than float64
+        if device.type == "cpu" and float32_is_full_precision():  # on CUDA float32 is no faster than float64
             candidates.append(Plan(torch.float32, torch.float32))
     if bound < SUM_LIMIT:
         candidates.append(Plan(torch.float64, torch.float64))
@@ -102,29 +102,28 @@ def fp32_output_supported(device: torch.device) -> bool:
 
 @contextmanager
 def exact_matmul() -> Iterator[None]:
-    """Inside: float32 products in full precision (no TF32 or bf16 passes) and no reduced-precision reductions of
-    half-precision products. Restores the caller's settings on exit."""
+    """Inside: half-precision products reduce in float32 (no reduced-precision reductions or float16
+    accumulation). Restores the caller's settings on exit. TF32 needs no switch: hw_sim multiplies float32
+    operands only on the CPU, and only where `float32_is_full_precision`."""
     cuda = torch.backends.cuda.matmul
     flags = [name for name in ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction",
                                "allow_fp16_accumulation") if hasattr(cuda, name)]
-    saved_flags = {name: getattr(cuda, name) for name in flags}
-    new_api = hasattr(cuda, "fp32_precision")  # torch >= 2.9; mixing it with allow_tf32 is an error there
-    saved_precision = cuda.fp32_precision if new_api else torch.get_float32_matmul_precision()
+    saved = {name: getattr(cuda, name) for name in flags}
     try:
         for name in flags:
             setattr(cuda, name, False)
-        if new_api:
-            cuda.fp32_precision = "ieee"
-        else:
-            torch.set_float32_matmul_precision("highest")
         yield
     finally:
-        for name, value in saved_flags.items():
+        for name, value in saved.items():
             setattr(cuda, name, value)
-        if new_api:
-            cuda.fp32_precision = saved_precision
-        else:
-            torch.set_float32_matmul_precision(saved_precision)
+
+
+def float32_is_full_precision() -> bool:
+    """Whether CPU float32 products run in full float32 (not bf16 passes, `torch.set_float32_matmul_precision`)."""
+    try:
+        return torch.get_float32_matmul_precision() == "highest"
+    except RuntimeError:  # torch >= 2.9 refuses the legacy getter once its per-backend setting was used
+        return torch.backends.mkldnn.matmul.fp32_precision in ("ieee", "none")
 
 
 def prepare(weight: torch.Tensor, p: Plan, scale: int = 1) -> torch.Tensor:
