@@ -1,7 +1,7 @@
 """GPU check of hw_sim: CUDA equals the CPU bit for bit, and its throughput before and after exact fast products.
 
 Needs only torch, numpy and h5py (no Lava, no training code, no network). Steps:
-1. every spike, u and v of every layer and the readout v of a batch on the device equal the CPU's, with the
+1. products at the exactness rule's limits equal int64 products; every spike, u and v of every layer and the readout v of a batch on the device equal the CPU's, with the
    products hw_sim picks and with float64 products only (the path before hw_sim/products.py);
 2. sample-steps/s of `simulate` at --batch samples with float64 products only vs the products hw_sim picks,
    each beside its products-alone roofline, and the two runs' spikes compared.
@@ -55,6 +55,31 @@ def equality(net: NetFile, device: torch.device, count: int) -> List[str]:
     return found
 
 
+def limit_products(device: torch.device) -> List[str]:
+    """The exactness rule at its limits on `device`: products hw_sim would run there with float16 operands (the
+    largest weights float16 holds after the << 6, partial sums up to 2^24 - 1) against int64 products on the CPU."""
+    found = []
+    for weight_max, scale in ((products.EXACT_INTEGERS[torch.float16], 1), (1023, 64)):
+        bound = products.EXACT_INTEGERS[torch.float32] - 1
+        chosen = products.plan(weight_max, 1, bound, device, scale)
+        count = bound // weight_max
+        weight = torch.full((4, count + 1), weight_max, dtype=torch.int64)
+        weight[:, -1] = bound - count * weight_max
+        weight[1, ::2] *= -1
+        weight[2:] = torch.randint(-weight_max, weight_max + 1, (2, count + 1), generator=torch.Generator().manual_seed(0))
+        rows = 4096 if device.type == "cuda" else 64
+        x = (torch.rand((rows, count + 1), generator=torch.Generator().manual_seed(1)) < 0.9).to(torch.int64)
+        x[0] = 1
+        expected = (x @ weight.T) * scale
+        actual = products.matmul(x.to(device), products.prepare(weight.to(device), chosen, scale).T, chosen)
+        status = "exact" if torch.equal(actual.cpu().to(torch.int64), expected) else "NOT EXACT"
+        print(f"limit products, |w| <= {weight_max} x {scale}, sums up to {bound}: {chosen.operand} -> "
+              f"{chosen.accumulate}, {status}")
+        if status != "exact":
+            found.append(f"MISMATCH limit products {chosen} with |w| <= {weight_max} x {scale}")
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("net", type=Path, help=".net file, e.g. lava-dl's mnist.net")
@@ -67,7 +92,7 @@ def main() -> int:
     net = load_net(args.net)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, {name}, {args.net.name}: layers {[layer.size for layer in net.layers]}")
-    found = equality(net, device, args.check_batch)
+    found = limit_products(device) + equality(net, device, args.check_batch)
 
     x = random_inputs(net, args.batch, device)
     for layer, plan, _ in layer_plans(net, int(x.abs().max()), device):
