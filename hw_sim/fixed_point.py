@@ -95,6 +95,12 @@ def wrap_signed24(x: torch.Tensor) -> torch.Tensor:
     return torch.remainder(x + UV_LIMIT, 2.0 ** 24) - UV_LIMIT
 
 
+def _add_(x: torch.Tensor, y: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """x += y in place. A CPU sum of mixed dtypes allocates a converted copy of y on every call; converting into
+    `scratch` (like x) avoids that."""
+    return x.add_(y if y.dtype == x.dtype or x.device.type != "cpu" else scratch.copy_(y))
+
+
 def cuba_step(state: CubaState, a6: torch.Tensor, p: CubaParams, spikes: torch.Tensor,
               noise: Optional[torch.Tensor] = None) -> None:
     """Advance `state` by one Lava step in place and write the step's spikes (0.0/1.0) into `spikes`.
@@ -102,26 +108,30 @@ def cuba_step(state: CubaState, a6: torch.Tensor, p: CubaParams, spikes: torch.T
     a6: [batch, *shape] synaptic input shifted left by 6 (state units), integers in float32 (exact below 2^24
         before the shift) or STATE_DTYPE; not modified.
     spikes: [batch, *shape] float tensor to fill. noise: [*shape] threshold noise (state units) or None.
+    Every CPU operation runs in place on existing memory (state.quiet is the scratch): fresh allocations of
+    this size cost page faults on every step.
     """
+    scratch = state.quiet
     if p.u_factor == 0.0:
         state.u = a6  # full current decay: u is this step's input (u is never modified in place then)
     else:
-        decay_(state.u, p.u_factor, state.quiet).add_(a6)
+        _add_(decay_(state.u, p.u_factor, scratch), a6, scratch)
     if p.wrap:
         state.u = wrap_u(wrap_int32(state.u.to(STATE_DTYPE)))
     v = state.v
     if p.v_factor == 0.0:
         v.copy_(state.u)
     else:
-        decay_(v, p.v_factor, state.quiet).add_(state.u)
+        _add_(decay_(v, p.v_factor, scratch), state.u, scratch)
     if p.bias is not None:
         v.add_(p.bias)
     if p.wrap:
         v.copy_(wrap_int32(v))
     if p.saturate:
         v.clamp_(-(UV_LIMIT - 1), UV_LIMIT - 1)
-    # 0/1 masks as floats, each written in its own dtype: boolean tensors and mixed dtypes take slow paths in CPU
-    # arithmetic
-    noisy = v if noise is None else v + noise
-    torch.gt(noisy, p.threshold, out=spikes)
-    v.mul_(torch.le(noisy, p.threshold, out=state.quiet))
+    # v and the threshold are integers, so v > threshold exactly where clamp(v - threshold, 0, 1) is 1 (as a
+    # float: boolean masks and comparisons into float outputs take slow paths in CPU arithmetic)
+    fired = torch.sub(v, p.threshold, out=scratch) if noise is None else torch.add(v, noise - p.threshold, out=scratch)
+    fired.clamp_(0.0, 1.0)
+    spikes.copy_(fired)
+    v.addcmul_(v, fired, value=-1.0)
