@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import torch
 
@@ -71,12 +71,12 @@ def decay_(x: torch.Tensor, factor: float, scratch: torch.Tensor) -> torch.Tenso
     """x = trunc(x * factor) in place, factor = (4096 - d) / 4096: Lava's int64 product >> 12 rounded toward
     zero, exact in float64. Returns x; scratch: a tensor like x, overwritten.
 
-    trunc(y) is computed as y - frac(y) (both exact for |y| < 2^52): torch 2.3's CPU `trunc` is not vectorized
-    and runs about ten times slower than `frac` and `sub`."""
+    On the CPU trunc(y) is computed as y - frac(y) (both exact for |y| < 2^52): torch 2.3's CPU `trunc` is not
+    vectorized and runs about ten times slower than `frac` and `sub`."""
     if factor == 1.0:
         return x
     x.mul_(factor)
-    return x.sub_(torch.frac(x, out=scratch))
+    return x.sub_(torch.frac(x, out=scratch)) if x.device.type == "cpu" else x.trunc_()
 
 
 def wrap_int32(x: torch.Tensor) -> torch.Tensor:
@@ -129,9 +129,20 @@ def cuba_step(state: CubaState, a6: torch.Tensor, p: CubaParams, spikes: torch.T
         v.copy_(wrap_int32(v))
     if p.saturate:
         v.clamp_(-(UV_LIMIT - 1), UV_LIMIT - 1)
-    # v and the threshold are integers, so v > threshold exactly where clamp(v - threshold, 0, 1) is 1 (as a
-    # float: boolean masks and comparisons into float outputs take slow paths in CPU arithmetic)
-    fired = torch.sub(v, p.threshold, out=scratch) if noise is None else torch.add(v, noise - p.threshold, out=scratch)
-    fired.clamp_(0.0, 1.0)
-    spikes.copy_(fired)
+    fire_(v, p.threshold if noise is None else noise.neg().add_(p.threshold), spikes, scratch)
+
+
+def fire_(v: torch.Tensor, threshold: Union[float, torch.Tensor], spikes: torch.Tensor,
+          scratch: torch.Tensor) -> None:
+    """spikes = 1.0 where v > threshold else 0.0, then v = 0 where it fired; in place, integers in STATE_DTYPE.
+
+    threshold: a number or [*shape] (state units); scratch: like v, overwritten. GPU kernels convert dtypes on
+    the fly, so there it takes two passes; on the CPU, comparisons into float outputs and mixed-dtype arithmetic
+    take slow paths, so v > threshold is found as clamp(v - threshold, 0, 1) == 1 (integers) in v's dtype.
+    """
+    if v.device.type == "cpu":
+        fired = torch.sub(v, threshold, out=scratch).clamp_(0.0, 1.0)
+        spikes.copy_(fired)
+    else:
+        fired = torch.gt(v, threshold, out=spikes)
     v.addcmul_(v, fired, value=-1.0)
