@@ -22,7 +22,7 @@ from hw_sim.fixed_point import (STATE_DTYPE, STATE_SHIFT, UV_LIMIT, CubaState, c
 from hw_sim.netfile import DECAY_UNITY, Conv, Dense, Layer, NetFile
 
 Device = Union[str, torch.device]
-CPU_CHUNK_ELEMENTS = 1 << 17  # neuron states per batch slice on CPU: 1 MiB per float64 tensor
+CPU_CHUNK_ELEMENTS = 1 << 18  # neuron states per batch slice on CPU: 2 MiB per float64 tensor
 
 
 @dataclass
@@ -113,7 +113,8 @@ def _simulate(net: NetFile, spikes: torch.Tensor, steps: int, record: bool, devi
     low, high = x.aminmax() if x.numel() else (0, 0)  # before the transpose: much faster on contiguous memory
     max_in = max(-int(low), int(high))
     x = x.transpose(0, 1)  # time-major [S, N, ...]
-    exact = torch.float32 if max_in < 2 ** 24 else torch.float64  # holds every input value exactly
+    # a dtype that holds every input value exactly; a netx input layer adds the values to its float64 state
+    exact = STATE_DTYPE if net.input_lag == 0 or max_in >= 2 ** 24 else torch.float32
     signal = torch.zeros((steps, count) + net.input_shape, dtype=exact, device=device)
     signal[net.input_lag:net.input_lag + in_steps] = x
     traces: List[Tuple[torch.Tensor, ...]] = []
@@ -141,7 +142,10 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool) ->
         low, high = a6.aminmax()
         params = cuba_params(layer.neuron, bias, max(-int(low), int(high)) >> STATE_SHIFT, steps)
     noise = layer_noise(layer, steps, a6.device)
-    spikes = torch.empty(a6.shape, dtype=torch.float32, device=a6.device)  # exact 0/1, ready for the next matmul
+    # exact 0/1, ready for the next matmul; written over the float32 input where that is no longer needed (each
+    # step's input is read before its spikes are written, and u is recorded from the input when it is not decayed)
+    reuse = a6.dtype == torch.float32 and not (keep_v and params.u_factor == 0.0)
+    spikes = a6 if reuse else torch.empty(a6.shape, dtype=torch.float32, device=a6.device)
     u_all, v_all = (torch.empty_like(a6), torch.empty_like(a6)) if keep_v else (None, None)
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
@@ -182,12 +186,13 @@ def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int) -> Tuple[to
     """Synaptic input of every step in state units (file units << 6), [steps, N, *shape] integers (float32 or
     float64, `hw_sim.products`), and a bound on its magnitude in file units.
 
-    signal: [steps, N, *input shape] integers (float), magnitude at most max_in.
+    signal: [steps, N, *input shape] integers (float), magnitude at most max_in; a netx input layer's signal
+        is its synaptic input, scaled in place.
     """
     steps, count = signal.shape[:2]
     synapse, scale = layer.synapse, 1 << STATE_SHIFT
     if synapse is None:  # netx input layer: the input drives the neurons' a_in directly
-        return signal * scale, max_in
+        return signal.mul_(scale), max_in
     weight = torch.as_tensor(synapse.weight, device=signal.device)
     bound = products.sum_bound(weight, max_in)
     rows = signal.reshape(steps * count, *signal.shape[2:])
