@@ -79,15 +79,27 @@ def decay_(x: torch.Tensor, factor: float, scratch: torch.Tensor) -> torch.Tenso
     return x.sub_(torch.frac(x, out=scratch)) if x.device.type == "cpu" else x.trunc_()
 
 
+def wrap_int32_(x: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """Two's-complement wraparound of integer values to int32's range, in place: x - floor((x + 2^31) / 2^32) *
+    2^32 (exact in float64). scratch: like x, overwritten. Returns x."""
+    return x.add_(torch.add(x, 2.0 ** 31, out=scratch).mul_(2.0 ** -32).floor_(), alpha=-(2.0 ** 32))
+
+
+def wrap_u_(x: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """Lava's current wrap in place: subtract 2^24 above 2^23, then add 2^24 at or below -2^23 (once, not
+    modulo). For integers, x > 2^23 exactly where clamp(x - 2^23, 0, 1) is 1. scratch: like x. Returns x."""
+    x.add_(torch.sub(x, UV_LIMIT, out=scratch).clamp_(0.0, 1.0), alpha=-(2.0 ** 24))
+    return x.add_(torch.neg(x, out=scratch).sub_(UV_LIMIT - 1).clamp_(0.0, 1.0), alpha=2.0 ** 24)
+
+
 def wrap_int32(x: torch.Tensor) -> torch.Tensor:
-    """Two's-complement wraparound of integer values to int32's range."""
-    return torch.remainder(x + 2.0 ** 31, 2.0 ** 32) - 2.0 ** 31
+    """`wrap_int32_` on a copy."""
+    return wrap_int32_(x.clone(), torch.empty_like(x))
 
 
 def wrap_u(x: torch.Tensor) -> torch.Tensor:
-    """Lava's current wrap: subtract 2^24 above 2^23, add 2^24 at or below -2^23 (once, not modulo)."""
-    x = torch.where(x > UV_LIMIT, x - 2.0 ** 24, x)
-    return torch.where(x <= -UV_LIMIT, x + 2.0 ** 24, x)
+    """`wrap_u_` on a copy."""
+    return wrap_u_(x.clone(), torch.empty_like(x))
 
 
 def wrap_signed24(x: torch.Tensor) -> torch.Tensor:
@@ -112,12 +124,14 @@ def cuba_step(state: CubaState, a6: torch.Tensor, p: CubaParams, spikes: torch.T
     this size cost page faults on every step.
     """
     scratch = state.quiet
-    if p.u_factor == 0.0:
+    if p.u_factor == 0.0 and not p.wrap:
         state.u = a6  # full current decay: u is this step's input (u is never modified in place then)
+    elif p.u_factor == 0.0:
+        state.u.copy_(a6)
     else:
         _add_(decay_(state.u, p.u_factor, scratch), a6, scratch)
     if p.wrap:
-        state.u = wrap_u(wrap_int32(state.u.to(STATE_DTYPE)))
+        wrap_u_(wrap_int32_(state.u, scratch), scratch)
     v = state.v
     if p.v_factor == 0.0:
         v.copy_(state.u)
@@ -126,7 +140,7 @@ def cuba_step(state: CubaState, a6: torch.Tensor, p: CubaParams, spikes: torch.T
     if p.bias is not None:
         v.add_(p.bias)
     if p.wrap:
-        v.copy_(wrap_int32(v))
+        wrap_int32_(v, scratch)
     if p.saturate:
         v.clamp_(-(UV_LIMIT - 1), UV_LIMIT - 1)
     fire_(v, p.threshold if noise is None else noise.neg().add_(p.threshold), spikes, scratch)

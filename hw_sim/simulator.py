@@ -201,6 +201,9 @@ def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int) -> Tuple[to
         a = products.matmul(rows.reshape(steps * count, -1), products.prepare(weight, plan, scale).T, plan)
     else:
         plan = products.plan(int(weight.abs().max()), max_in, bound, signal.device, half_precision=False)
-        a = products.conv(rows.to(plan.operand), products.prepare(weight, plan), synapse, layer.shape)
-        a = wrap_signed24(a.to(STATE_DTYPE)).mul_(scale)
+        wraps = bound >= UV_LIMIT  # Lava wraps the conv output to 24 bits: nothing to do for smaller sums
+        a = products.conv(rows.to(plan.operand), products.prepare(weight, plan, 1 if wraps else scale), synapse,
+                          layer.shape)
+        if wraps:
+            a = wrap_signed24(a.to(STATE_DTYPE)).mul_(scale)
     return a.reshape(steps, count, *layer.shape), min(bound, 1 << 23) if isinstance(synapse, Conv) else bound
