@@ -12,6 +12,7 @@ input). Throughput is sample-steps per second: samples * window steps / seconds.
 - GPU: hw_sim on CUDA at --gpu-batch samples, or "unmeasured" without CUDA.
 
 Run: .venv/bin/python bench/bench_hw_sim.py [--batch 256] [--lava-samples 12] [--threads 2] [--gpu-batch 65536]
+     [--repeats 5]
 """
 from __future__ import annotations
 
@@ -80,12 +81,12 @@ def lava_rates(net: NetFile, x: torch.Tensor) -> Tuple[float, float, bool]:
     return work / (stamps[x.shape[0]] - stamps[1]), work / (full_cpu - one_sample_cpu), agree
 
 
-def gpu_figure(net: NetFile, batch: int) -> str:
+def gpu_figure(net: NetFile, batch: int, repeats: int) -> str:
     """hw_sim's CUDA sample-steps/s at `batch` and its share of the products-alone roofline, or why not."""
     if not torch.cuda.is_available():
         return "unmeasured (no CUDA)"
     x = random_inputs(net, batch, torch.device("cuda"))
-    sim, alone = rates(net, x)
+    sim, alone = rates(net, x, repeats)
     return f"{sim:,.0f} ({sim / alone:.0%} of {alone:,.0f})"
 
 
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for hw_sim (Lava's worker processes share the same cores)")
     parser.add_argument("--gpu-batch", type=int, default=65536, help="hw_sim batch size on CUDA")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of hw_sim and its roofline (best counts)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
@@ -108,12 +110,12 @@ def main() -> None:
         for name, path in nets:
             net = load_net(path)
             x = random_inputs(net, args.batch, torch.device("cpu"))
-            sim, alone = rates(net, x)
+            sim, alone = rates(net, x, args.repeats)
             sim_cpu = hw_sim_cpu_rate(net, x)
             lava_wall, lava_cpu, agree = lava_rates(net, x[:args.lava_samples])
             print(f"{name:20s} {net.window(x.shape[1]):5d} | {sim:8,.0f} {alone:9,.0f} {sim / alone:6.0%} | "
                   f"{lava_wall:6,.0f} {sim / lava_wall:5.0f}x {sim_cpu / lava_cpu:8.0f}x | "
-                  f"{'yes' if agree else 'NO':12s} | {gpu_figure(net, args.gpu_batch)}")
+                  f"{'yes' if agree else 'NO':12s} | {gpu_figure(net, args.gpu_batch, args.repeats)}")
 
 
 if __name__ == "__main__":
