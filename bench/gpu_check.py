@@ -1,8 +1,9 @@
 """GPU check of hw_sim: CUDA equals the CPU bit for bit, and its throughput before and after exact fast products.
 
 Needs only torch, numpy and h5py (no Lava, no training code, no network). Steps:
-1. products at the exactness rule's limits equal int64 products; every spike, u and v of every layer and the readout v of a batch on the device equal the CPU's, with the
-   products hw_sim picks and with float64 products only (the path before hw_sim/products.py);
+1. products at the exactness rule's limits equal int64 products; every spike, u and v of every layer and the
+   readout v of a batch on the device equal the CPU's, with the products hw_sim picks and with float64 products
+   only (the path before hw_sim/products.py);
 2. sample-steps/s of `simulate` at --batch samples with float64 products only vs the products hw_sim picks,
    each beside its products-alone roofline, and the two runs' spikes compared.
 Prints one table; exits 1 on any mismatch.
@@ -66,7 +67,8 @@ def limit_products(device: torch.device) -> List[str]:
         weight = torch.full((4, count + 1), weight_max, dtype=torch.int64)
         weight[:, -1] = bound - count * weight_max
         weight[1, ::2] *= -1
-        weight[2:] = torch.randint(-weight_max, weight_max + 1, (2, count + 1), generator=torch.Generator().manual_seed(0))
+        weight[2:] = torch.randint(-weight_max, weight_max + 1, (2, count + 1),
+                                   generator=torch.Generator().manual_seed(0))
         rows = 4096 if device.type == "cuda" else 64
         x = (torch.rand((rows, count + 1), generator=torch.Generator().manual_seed(1)) < 0.9).to(torch.int64)
         x[0] = 1

@@ -65,7 +65,8 @@ def products_alone(net: NetFile, x: torch.Tensor) -> Callable[[], List[torch.Ten
         dense = isinstance(layer.synapse, Dense)
         size = (rows, int(np.prod(shape))) if dense else (rows,) + shape
         high = max_in if layer is net.layers[0] else 1
-        work.append((layer, plan, weight, torch.randint(0, high + 1, size, generator=g, device=device).to(plan.operand)))
+        signal = torch.randint(0, high + 1, size, generator=g, device=device).to(plan.operand)
+        work.append((layer, plan, weight, signal))
 
     def run() -> List[torch.Tensor]:
         return [products.matmul(signal, weight.T, plan) if isinstance(layer.synapse, Dense)
