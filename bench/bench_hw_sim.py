@@ -4,15 +4,16 @@ Networks: lava-dl's shipped mnist.net (784-512-512-10, random graded spikes into
 and a tgo-format convnet written with the test helpers (1x28x28 -> conv 8c3s2 -> conv 16c3s2 -> 10, T=8, graded
 input). Throughput is sample-steps per second: samples * window steps / seconds.
 
-- hw_sim and the roofline: best of a few interleaved repeats at the given batch size, wall clock. The roofline
-  runs every layer's synaptic product alone, same shapes and dtypes as hw_sim picks (`bench/hw_sim_timing.py`).
+- hw_sim and the roofline: best of a few interleaved repeats at the given batch size (--clock: wall or CPU).
+  The roofline runs every layer's synaptic product alone, same shapes and dtypes as hw_sim picks
+  (`bench/hw_sim_timing.py`).
 - Lava: steady state without compilation and start-up, in wall-clock time (between its first and last progress
   reports) and in CPU time (its worker processes included; a full run minus a one-sample run), which does not
   depend on what else runs on the machine. The samples Lava ran are compared with hw_sim, spike for spike.
 - GPU: hw_sim on CUDA at --gpu-batch samples, or "unmeasured" without CUDA.
 
 Run: .venv/bin/python bench/bench_hw_sim.py [--batch 256] [--lava-samples 12] [--threads 2] [--gpu-batch 65536]
-     [--repeats 5]
+     [--repeats 5] [--clock wall|cpu]
 """
 from __future__ import annotations
 
@@ -98,19 +99,22 @@ def main() -> None:
                         help="torch threads for hw_sim (Lava's worker processes share the same cores)")
     parser.add_argument("--gpu-batch", type=int, default=65536, help="hw_sim batch size on CUDA")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of hw_sim and its roofline (best counts)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time hw_sim and its roofline in wall-clock or this process's CPU time (steadier on "
+                             "a busy machine; with several threads it counts their waiting too)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         nets = [("lava-dl mnist.net", LAVA_DL_NETS / "mnist.net"),
                 ("tgo convnet 1x28x28", tgo_convnet(Path(folder) / "conv.net"))]
-        print(f"hw_sim: batch {args.batch}, {args.threads} torch thread(s), CPU; Lava: {args.lava_samples} samples, "
-              f"fixed_pt; GPU: batch {args.gpu_batch:,}. Sample-steps per second, wall clock unless marked CPU.")
+        print(f"hw_sim: batch {args.batch}, {args.threads} torch thread(s), CPU ({args.clock} clock); Lava: "
+              f"{args.lava_samples} samples, fixed_pt; GPU: batch {args.gpu_batch:,}. Sample-steps per second.")
         print(f"{'network':20s} {'steps':>5s} | {'hw_sim':>8s} {'products':>9s} {'ratio':>6s} | {'Lava':>6s} "
               f"{'ratio':>6s} {'CPU ratio':>9s} | {'spikes equal':12s} | GPU hw_sim (share of its products)")
         for name, path in nets:
             net = load_net(path)
             x = random_inputs(net, args.batch, torch.device("cpu"))
-            sim, alone = rates(net, x, args.repeats)
+            sim, alone = rates(net, x, args.repeats, time.process_time if args.clock == "cpu" else time.perf_counter)
             sim_cpu = hw_sim_cpu_rate(net, x)
             lava_wall, lava_cpu, agree = lava_rates(net, x[:args.lava_samples])
             print(f"{name:20s} {net.window(x.shape[1]):5d} | {sim:8,.0f} {alone:9,.0f} {sim / alone:6.0%} | "

@@ -26,15 +26,16 @@ def random_inputs(net: NetFile, count: int, device: torch.device, seed: int = 0)
     return values * (torch.rand(shape, generator=g, device=device) < 0.3)
 
 
-def seconds(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall-clock seconds of one call, GPU work included."""
+def seconds(fn: Callable[[], object], device: torch.device, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds of one call on `clock` (wall clock by default; `time.process_time` for this process's CPU time),
+    GPU work included."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def layer_plans(net: NetFile, max_in: int, device: torch.device) -> List[Tuple[Layer, products.Plan, torch.Tensor]]:
@@ -75,13 +76,14 @@ def products_alone(net: NetFile, x: torch.Tensor) -> Callable[[], List[torch.Ten
     return run
 
 
-def rates(net: NetFile, x: torch.Tensor, repeats: int = 3) -> Tuple[float, float]:
-    """(hw_sim, products alone) sample-steps per second on batch x: best of `repeats`, interleaved so that both
-    see the same machine load."""
+def rates(net: NetFile, x: torch.Tensor, repeats: int = 3,
+          clock: Callable[[], float] = time.perf_counter) -> Tuple[float, float]:
+    """(hw_sim, products alone) sample-steps per second on batch x: best of `repeats` on `clock`, interleaved so
+    that both see the same machine load."""
     work = x.shape[0] * net.window(x.shape[1])
     roofline = products_alone(net, x)
     sim, alone = [], []
     for _ in range(repeats + 1):  # the first round warms up
-        sim.append(seconds(lambda: simulate(net, x), x.device))
-        alone.append(seconds(roofline, x.device))
+        sim.append(seconds(lambda: simulate(net, x), x.device, clock))
+        alone.append(seconds(roofline, x.device, clock))
     return work / min(sim[1:]), work / min(alone[1:])
