@@ -6,7 +6,7 @@ input). Throughput is sample-steps per second: samples * window steps / seconds.
 
 - hw_sim and the roofline: best of a few interleaved repeats at the given batch size (--clock: wall or CPU).
   The roofline runs every layer's synaptic product alone, same shapes and dtypes as hw_sim picks
-  (`bench/hw_sim_timing.py`).
+  (`bench/hw_sim_timing.py`). The first Lava ratio compares on that clock (Lava's CPU time for --clock cpu).
 - Lava: steady state without compilation and start-up, in wall-clock time (between its first and last progress
   reports) and in CPU time (its worker processes included; a full run minus a one-sample run), which does not
   depend on what else runs on the machine. The samples Lava ran are compared with hw_sim, spike for spike.
@@ -118,7 +118,8 @@ def main() -> None:
             sim_cpu = hw_sim_cpu_rate(net, x)
             lava_wall, lava_cpu, agree = lava_rates(net, x[:args.lava_samples])
             print(f"{name:20s} {net.window(x.shape[1]):5d} | {sim:8,.0f} {alone:9,.0f} {sim / alone:6.0%} | "
-                  f"{lava_wall:6,.0f} {sim / lava_wall:5.0f}x {sim_cpu / lava_cpu:8.0f}x | "
+                  f"{lava_wall:6,.0f} {sim / (lava_wall if args.clock == 'wall' else lava_cpu):5.0f}x "
+                  f"{sim_cpu / lava_cpu:8.0f}x | "
                   f"{'yes' if agree else 'NO':12s} | {gpu_figure(net, args.gpu_batch, args.repeats)}")
 
 
