@@ -63,17 +63,18 @@ def batch_chunk(net: NetFile, count: int, steps: int, input_steps: int, record: 
                 limit: Optional[int] = None) -> int:
     """Samples per chunk so that the chunk's work and all `count` results fit in memory.
 
-    limit: bytes hw_sim may use (default: HEADROOM times `available_bytes(device)`). The results of the whole
-    batch are counted twice (chunk results, then their concatenation). Raises UsageError when not even one
-    sample fits.
+    limit: bytes hw_sim may use (default: HEADROOM times `available_bytes(device)`). Chunked results are counted
+    twice (the chunks' results, then their concatenation). Raises UsageError when not even one sample fits.
     """
     budget = int(HEADROOM * available_bytes(device)) if limit is None else limit
     work = sample_bytes(net, steps, input_steps, record)
-    results = 2 * count * run_bytes(net, steps, record)
-    if work + results > budget:
+    results = count * run_bytes(net, steps, record)
+    if count * work + results <= budget:
+        return count
+    if work + 2 * results > budget:
         if work > budget:
             raise UsageError(f"{net.path}: one sample needs about {work / GIB:.2f} GiB for {steps} steps, more "
                              f"than the {budget / GIB:.2f} GiB available on {device}")
-        raise UsageError(f"{net.path}: the results of {count} samples need {results / GIB:.2f} GiB, more than the "
-                         f"{budget / GIB:.2f} GiB available on {device}; simulate fewer samples at once")
-    return max(1, min(count, (budget - results) // work))
+        raise UsageError(f"{net.path}: the results of {count} samples need {2 * results / GIB:.2f} GiB, more "
+                         f"than the {budget / GIB:.2f} GiB available on {device}; simulate fewer samples at once")
+    return (budget - 2 * results) // work

@@ -36,6 +36,14 @@ def test_a_small_budget_runs_the_batch_in_chunks_with_bit_equal_results(net_and_
     assert torch.equal(whole.readout_v, parts.readout_v)
 
 
+def test_a_batch_that_fits_whole_runs_in_one_chunk_with_its_results_counted_once(net_and_inputs):
+    net, x = net_and_inputs
+    steps, cpu = net.window(x.shape[1]), torch.device("cpu")
+    whole = SAMPLES * (memory.sample_bytes(net, steps, x.shape[1], True) + memory.run_bytes(net, steps, True))
+    assert memory.batch_chunk(net, SAMPLES, steps, x.shape[1], True, cpu, whole) == SAMPLES
+    assert memory.batch_chunk(net, SAMPLES, steps, x.shape[1], True, cpu, whole - 1) < SAMPLES
+
+
 def test_one_sample_that_does_not_fit_is_refused(net_and_inputs):
     net, x = net_and_inputs
     one = memory.sample_bytes(net, net.window(x.shape[1]), x.shape[1], False)
