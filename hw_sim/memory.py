@@ -2,8 +2,9 @@
 
 Per sample and window step, `simulate` holds the input signal, every layer's spikes (and u, v where kept), the
 current layer's synaptic input and product operands (for a conv layer also its unfolded columns and the 24-bit
-wrap's temporaries), and the `Run` it returns. The estimate counts every one of them at 8 bytes per value (the
-widest dtype hw_sim uses), so it bounds the real use from above; the batch is cut into chunks that fit.
+wrap's temporaries), and the `Run` it returns. The estimate counts the working tensors at 8 bytes per value (the
+widest dtype hw_sim uses) and the `Run` at its own dtypes, so it bounds the real use from above; the batch is cut
+into chunks that fit.
 """
 from __future__ import annotations
 
