@@ -4,8 +4,10 @@ Needs only torch, numpy and h5py (no Lava, no training code, no network). Steps:
 1. products at the exactness rule's limits equal int64 products; every spike, u and v of every layer and the
    readout v of a batch on the device equal the CPU's, with the products hw_sim picks and with float64 products
    only (the path before hw_sim/products.py);
-2. sample-steps/s of `simulate` at --batch samples with float64 products only vs the products hw_sim picks,
-   each beside its products-alone roofline, and the two runs' spikes compared.
+   and with the fused (`torch.compile`d) neuron step where it is supported;
+2. sample-steps/s of `simulate` at --batch samples with float64 products only and the eager step (before), the
+   products hw_sim picks with the eager step, and with the fused step where it is available
+   (`hw_sim.neurons.fused`), each beside its products-alone roofline, and the runs' spikes compared.
 Prints one table; exits 1 on any mismatch.
 
 Run: python bench/gpu_check.py PATH/TO/mnist.net [--device cuda] [--batch 65536] [--check-batch 1024]
@@ -13,7 +15,9 @@ Run: python bench/gpu_check.py PATH/TO/mnist.net [--device cuda] [--batch 65536]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import time
 from pathlib import Path
 from typing import List
 
@@ -25,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from hw_sim import products  # noqa: E402
 from hw_sim.netfile import NetFile, load_net  # noqa: E402
+from hw_sim.neurons import fused  # noqa: E402
 from hw_sim.simulator import Run, simulate  # noqa: E402
 from hw_sim_timing import layer_plans, random_inputs, rates  # noqa: E402
 
@@ -50,6 +55,9 @@ def equality(net: NetFile, device: torch.device, count: int) -> List[str]:
     found = differences("device vs CPU", cpu, simulate(net, x, record=True, device=device))
     with products.only(*FLOAT64_ONLY):
         found += differences("device float64 products vs CPU", cpu, simulate(net, x, record=True, device=device))
+    if fused.supported(device):
+        with fused.enabled():
+            found += differences("device fused step vs CPU", cpu, simulate(net, x, record=True, device=device))
     spiking = [i for i, s in enumerate(cpu.spikes) if bool(s.any())]
     print(f"bit-equality on {count} samples: {'OK' if not found else 'FAILED'} "
           f"(layers that spike: {spiking} of {len(cpu.spikes)})")
@@ -94,6 +102,7 @@ def main() -> int:
     net = load_net(args.net)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, {name}, {args.net.name}: layers {[layer.size for layer in net.layers]}")
+    print(f"fused step: {'torch.compile' if fused.supported(device) else 'unsupported here (eager only)'}")
     found = limit_products(device) + equality(net, device, args.check_batch)
 
     x = random_inputs(net, args.batch, device)
@@ -102,13 +111,20 @@ def main() -> int:
               f"{plan.accumulate} sums")
     print(f"{'products':28s} {'sample-steps/s':>15s} {'products alone':>15s} {'share':>6s}")
     results = {}
-    for label, allowed in (("float64 only (before)", FLOAT64_ONLY), ("hw_sim's choice (now)", ANY)):
-        with products.only(*allowed):
+    cases = [("float64 only, eager step", FLOAT64_ONLY, contextlib.nullcontext),
+             ("hw_sim's choice, eager step", ANY, contextlib.nullcontext)]
+    if fused.supported(device):
+        cases.append(("hw_sim's choice, fused step", ANY, fused.enabled))
+    for label, allowed, step in cases:
+        with products.only(*allowed), step():
+            start = time.perf_counter()
+            results[label] = simulate(net, x)  # the fused step compiles here, once per layer
+            first = time.perf_counter() - start
             sim, alone = rates(net, x, args.repeats)
-            results[label] = simulate(net, x)
-        print(f"{label:28s} {sim:15,.0f} {alone:15,.0f} {sim / alone:6.0%}")
-    before, now = results.values()
-    found += differences(f"batch {args.batch}: hw_sim's choice vs float64 only", before, now)
+        print(f"{label:28s} {sim:15,.0f} {alone:15,.0f} {sim / alone:6.0%}  (first run {first:.1f} s)")
+    before, *now = results.values()
+    for label, run in zip(list(results)[1:], now):
+        found += differences(f"batch {args.batch}: {label} vs float64 only", before, run)
     if any(module == "lava" or module.startswith("lava.") for module in sys.modules):
         found.append("MISMATCH of contract: hw_sim's core imported Lava")
     for line in found:

@@ -21,7 +21,8 @@ import torch
 from hw_sim import memory, prng, products
 from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, UV_LIMIT, wrap_signed24
 from hw_sim.netfile import Conv, Dense, Layer, NetFile, Neuron, ResonatorNeuron, SigmaDeltaNeuron
-from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential, cuba_step
+from hw_sim.neurons import fused
+from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential
 from hw_sim.neurons.ops import EXACT, ExactOps
 from hw_sim.neurons.resonator import ResonatorParams, ResonatorState, rf_iz_step
 from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
@@ -182,6 +183,7 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     u_all, v_all = (torch.zeros_like(a6), torch.zeros_like(a6)) if keep_v else (None, None)
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
+    cuba_step = fused.cuba_step_for(a6.device)
     for first in range(0, count, chunk):
         rows = slice(first, first + chunk)
         state = CubaState.zeros(a6[0, rows])
