@@ -1,13 +1,19 @@
-"""Throughput of hw_sim's batched simulator against Lava's fixed-point simulator, on the same .net files.
+"""Throughput of hw_sim against its roofline (its synaptic products alone) and against Lava, on the same .net files.
 
 Networks: lava-dl's shipped mnist.net (784-512-512-10, random graded spikes into its input layer for 16 steps)
-and a tgo-format MLP written here (64-128-10, T=8, graded input). Throughput is sample-steps per second:
-samples * window steps / seconds, in wall-clock time and in CPU time (Lava: its worker processes included).
-CPU time does not depend on what else runs on the machine. Lava's figures exclude compilation and start-up
-(wall: between its first and last progress reports; CPU: a full run minus a one-sample run); hw_sim's are the
-best of a few repeats at the given batch size. The samples Lava ran are also compared with hw_sim, spike for spike.
+and a tgo-format convnet written with the test helpers (1x28x28 -> conv 8c3s2 -> conv 16c3s2 -> 10, T=8, graded
+input). Throughput is sample-steps per second: samples * window steps / seconds.
 
-Run: .venv/bin/python bench/bench_hw_sim.py [--batch 256] [--lava-samples 12] [--threads 1]
+- hw_sim and the roofline: best of a few interleaved repeats at the given batch size (--clock: wall or CPU).
+  The roofline runs every layer's synaptic product alone, same shapes and dtypes as hw_sim picks
+  (`bench/hw_sim_timing.py`). The first Lava ratio compares on that clock (Lava's CPU time for --clock cpu).
+- Lava: steady state without compilation and start-up, in wall-clock time (between its first and last progress
+  reports) and in CPU time (its worker processes included; a full run minus a one-sample run), which does not
+  depend on what else runs on the machine. The samples Lava ran are compared with hw_sim, spike for spike.
+- GPU: hw_sim on CUDA at --gpu-batch samples, or "unmeasured" without CUDA.
+
+Run: .venv/bin/python bench/bench_hw_sim.py [--batch 256] [--lava-samples 12] [--threads 2] [--gpu-batch 65536]
+     [--repeats 5] [--clock wall|cpu]
 """
 from __future__ import annotations
 
@@ -19,24 +25,31 @@ import time
 from pathlib import Path
 from typing import Tuple
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from hw_sim.lava_runner import run_lava  # noqa: E402
 from hw_sim.netfile import NetFile, load_net  # noqa: E402
-from hw_sim.simulator import encode_inputs, simulate  # noqa: E402
-from tests.hw_sim_nets import LAVA_DL_NETS, random_images, tgo_mlp  # noqa: E402
+from hw_sim.simulator import simulate  # noqa: E402
+from hw_sim_timing import random_inputs, rates  # noqa: E402
+from tests.hw_sim_nets import LAVA_DL_NETS, dense, neuron, tgo_group, weights, write_net  # noqa: E402
 
 
-def inputs(net: NetFile, count: int) -> torch.Tensor:
-    """Input spikes [count, S, *input_shape]: encoded random images for tgo files, else random graded spikes."""
-    if net.tgo is not None:
-        return encode_inputs(net, torch.from_numpy(random_images(count, net.tgo.input_shape)))
-    g = torch.Generator().manual_seed(0)
-    values = torch.randint(0, 300, (count, 16) + net.input_shape, generator=g, dtype=torch.int32)
-    return values * (torch.rand(values.shape, generator=g) < 0.3)
+def tgo_convnet(path: Path) -> Path:
+    """A tgo-format MNIST-shaped convnet: (1, 28, 28) -> conv 8@3x3 stride 2 -> conv 16@3x3 stride 2 ->
+    flatten -> integrator readout of 10 classes; T = 8, graded 8-bit input."""
+    rng = np.random.default_rng(0)
+
+    def conv(out: int, inputs: int, size: int) -> dict:
+        return {"type": "conv", "shape": [out, size, size], "weight": weights(rng, (out, inputs, 3, 3), 40),
+                "stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "groups": 1, "neuron": neuron()}
+    layers = [{"type": "input", "shape": [1, 28, 28]}, conv(8, 1, 14), conv(16, 8, 7), {"type": "flatten"},
+              dense(10, weights(rng, (10, 16 * 7 * 7), 60))]
+    return write_net(path, layers, tgo_group(8, (1, 28, 28), 10))
 
 
 def cpu_seconds() -> float:
@@ -45,17 +58,12 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def hw_sim_rates(net: NetFile, x: torch.Tensor, repeats: int = 3) -> Tuple[float, float]:
-    """(wall, CPU) sample-steps per second of `simulate` on the whole batch."""
-    work = x.shape[0] * net.window(x.shape[1])
-    simulate(net, x)  # warm-up
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), cpu_seconds()
-        simulate(net, x)
-        wall.append(time.perf_counter() - start)
-        cpu.append(cpu_seconds() - start_cpu)
-    return work / min(wall), work / min(cpu)
+def hw_sim_cpu_rate(net: NetFile, x: torch.Tensor) -> float:
+    """CPU-time sample-steps per second of one `simulate` of the batch (after a warm-up run)."""
+    simulate(net, x)
+    start = cpu_seconds()
+    simulate(net, x)
+    return x.shape[0] * net.window(x.shape[1]) / (cpu_seconds() - start)
 
 
 def lava_rates(net: NetFile, x: torch.Tensor) -> Tuple[float, float, bool]:
@@ -74,30 +82,45 @@ def lava_rates(net: NetFile, x: torch.Tensor) -> Tuple[float, float, bool]:
     return work / (stamps[x.shape[0]] - stamps[1]), work / (full_cpu - one_sample_cpu), agree
 
 
+def gpu_figure(net: NetFile, batch: int, repeats: int) -> str:
+    """hw_sim's CUDA sample-steps/s at `batch` and its share of the products-alone roofline, or why not."""
+    if not torch.cuda.is_available():
+        return "unmeasured (no CUDA)"
+    x = random_inputs(net, batch, torch.device("cuda"))
+    sim, alone = rates(net, x, repeats)
+    return f"{sim:,.0f} ({sim / alone:.0%} of {alone:,.0f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=256, help="hw_sim batch size")
+    parser.add_argument("--batch", type=int, default=256, help="hw_sim batch size on the CPU")
     parser.add_argument("--lava-samples", type=int, default=12, help="samples run through Lava")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for hw_sim (Lava's worker processes share the same cores)")
+    parser.add_argument("--gpu-batch", type=int, default=65536, help="hw_sim batch size on CUDA")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of hw_sim and its roofline (best counts)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time hw_sim and its roofline in wall-clock or this process's CPU time (steadier on "
+                             "a busy machine; with several threads it counts their waiting too)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         nets = [("lava-dl mnist.net", LAVA_DL_NETS / "mnist.net"),
-                ("tgo MLP 64-128-10 T=8", tgo_mlp(Path(folder) / "mlp.net", sizes=(64, 128, 10),
-                                                  input_shape=(1, 8, 8), timesteps=8))]
-        print(f"hw_sim: batch {args.batch}, {args.threads} torch thread(s), device cpu; Lava: "
-              f"{args.lava_samples} samples, fixed_pt")
-        print(f"{'network':24s} {'steps':>5s} | {'sample-steps/s, wall: hw_sim':>28s} {'Lava':>6s} {'ratio':>6s} | "
-              f"{'CPU: hw_sim':>11s} {'Lava':>6s} {'ratio':>6s} | spikes equal")
+                ("tgo convnet 1x28x28", tgo_convnet(Path(folder) / "conv.net"))]
+        print(f"hw_sim: batch {args.batch}, {args.threads} torch thread(s), CPU ({args.clock} clock); Lava: "
+              f"{args.lava_samples} samples, fixed_pt; GPU: batch {args.gpu_batch:,}. Sample-steps per second.")
+        print(f"{'network':20s} {'steps':>5s} | {'hw_sim':>8s} {'products':>9s} {'ratio':>6s} | {'Lava':>6s} "
+              f"{'ratio':>6s} {'CPU ratio':>9s} | {'spikes equal':12s} | GPU hw_sim (share of its products)")
         for name, path in nets:
             net = load_net(path)
-            x = inputs(net, args.batch)
-            sim_wall, sim_cpu = hw_sim_rates(net, x)
+            x = random_inputs(net, args.batch, torch.device("cpu"))
+            sim, alone = rates(net, x, args.repeats, time.process_time if args.clock == "cpu" else time.perf_counter)
+            sim_cpu = hw_sim_cpu_rate(net, x)
             lava_wall, lava_cpu, agree = lava_rates(net, x[:args.lava_samples])
-            print(f"{name:24s} {net.window(x.shape[1]):5d} | {sim_wall:28,.0f} {lava_wall:6,.0f} "
-                  f"{sim_wall / lava_wall:5.0f}x | {sim_cpu:11,.0f} {lava_cpu:6,.0f} {sim_cpu / lava_cpu:5.0f}x | "
-                  f"{'yes' if agree else 'NO'}")
+            print(f"{name:20s} {net.window(x.shape[1]):5d} | {sim:8,.0f} {alone:9,.0f} {sim / alone:6.0%} | "
+                  f"{lava_wall:6,.0f} {sim / (lava_wall if args.clock == 'wall' else lava_cpu):5.0f}x "
+                  f"{sim_cpu / lava_cpu:8.0f}x | "
+                  f"{'yes' if agree else 'NO':12s} | {gpu_figure(net, args.gpu_batch, args.repeats)}")
 
 
 if __name__ == "__main__":

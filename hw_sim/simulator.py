@@ -6,9 +6,9 @@ neuron step (`hw_sim.neurons`) loops over the steps; a recurrent (`dense_rec`) l
 step's spikes inside that loop. Within a window layer k reads layer k-1's output of the same local step (the
 Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`; unequal delays shift within it).
 
-All values are integers. Synaptic sums run in floating point, which is exact whenever every partial sum
-stays below 2^24 (float32) or 2^53 (float64): the dtype is chosen per layer from a bound on the sum. Neuron
-states are integers held in float64 (`hw_sim.fixed_point`).
+All values are integers. Synaptic sums run in floating point, exact by a bound on every partial sum: the
+dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are integers held in float64
+(`hw_sim.fixed_point`). A batch too large for the device's memory runs in chunks (`hw_sim.memory`).
 """
 from __future__ import annotations
 
@@ -17,19 +17,19 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from hw_sim import prng
-from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, wrap_signed24
+from hw_sim import memory, prng, products
+from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, UV_LIMIT, wrap_signed24
 from hw_sim.netfile import Conv, Dense, Layer, NetFile, Neuron, ResonatorNeuron, SigmaDeltaNeuron
-from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential, cuba_step
+from hw_sim.neurons import fused
+from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential
 from hw_sim.neurons.ops import EXACT, ExactOps
 from hw_sim.neurons.resonator import ResonatorParams, ResonatorState, rf_iz_step
 from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
 
 Device = Union[str, torch.device]
 INT32_LIMIT = 1 << 31        # Lava's sigma-delta states are int32
-CPU_CHUNK_ELEMENTS = 1 << 15  # neuron states per batch slice on CPU: 256 KiB per float64 tensor
+CPU_CHUNK_ELEMENTS = 1 << 18  # neuron states per batch slice on CPU: 2 MiB per float64 tensor
 
 
 @dataclass
@@ -51,6 +51,14 @@ class Run:
         def pick(tensors: Optional[List[torch.Tensor]]) -> Optional[List[torch.Tensor]]:
             return None if tensors is None else [t[rows] for t in tensors]
         return Run(pick(self.spikes), self.readout_v[rows], pick(self.u), pick(self.v))
+
+    @classmethod
+    def concat(cls, runs: List["Run"]) -> "Run":
+        """The runs of consecutive chunks of a batch as one run."""
+        def join(tensors: List[Optional[List[torch.Tensor]]]) -> Optional[List[torch.Tensor]]:
+            return None if tensors[0] is None else [torch.cat(layer) for layer in zip(*tensors)]
+        return cls(join([r.spikes for r in runs]), torch.cat([r.readout_v for r in runs]),
+                   join([r.u for r in runs]), join([r.v for r in runs]))
 
 
 def encode_inputs(net: NetFile, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +88,7 @@ def layer_noise(layer: Layer, steps: int, device: Device = "cpu") -> Optional[to
 
 
 def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, record: bool = False,
-             device: Optional[Device] = None) -> Run:
+             device: Optional[Device] = None, memory_limit: Optional[int] = None) -> Run:
     """Run every sample of the batch through the network from zero state.
 
     spikes: [N, S, *net.input_shape] integer input per step. A first synapse with
@@ -89,6 +97,8 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
     steps: window length per sample (default `net.window(S)`); must exceed S when the first layer has a
         synapse, so that a sample's input cannot leak into the next sample's window in Lava.
     record: also keep every layer's state (CUBA: u and v; sigma-delta: sigma and act, see `Run`).
+    memory_limit: bytes the run may use (default: most of the device's available memory); the batch runs in
+        chunks that fit (`hw_sim.memory`), and a UsageError says when one sample does not.
     Returns a `Run` whose tensors live on `device` (default: the input's device).
     """
     device = torch.device(device) if device is not None else spikes.device
@@ -98,12 +108,24 @@ def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, re
         raise ValueError(f"input shape {tuple(spikes.shape[2:])} does not match the network's {net.input_shape}")
     if in_steps + net.input_lag > steps:
         raise ValueError(f"{in_steps} input steps do not fit a window of {steps} steps")
-    x = spikes.to(device).transpose(0, 1)  # time-major [S, N, ...]
-    max_in = _peak(x)
-    exact = torch.float32 if max_in < 2 ** 24 else torch.float64  # holds every input value exactly
     # Sigma-delta and RF neurons are never reset: Lava runs every layer from step 0, before its window starts,
     # so such networks run `lead` steps earlier (layer k from local step -offsets[k]; CUBA layers reset at 0).
     lead = net.offsets[-1] if any(not isinstance(layer.neuron, Neuron) for layer in net.layers) else 0
+    chunk = memory.batch_chunk(net, count, lead + steps, in_steps, record, device, memory_limit)
+    runs = [_simulate(net, spikes[first:first + chunk], steps, lead, record, device)
+            for first in range(0, count, chunk)]
+    return runs[0] if len(runs) == 1 else Run.concat(runs)
+
+
+def _simulate(net: NetFile, spikes: torch.Tensor, steps: int, lead: int, record: bool,
+              device: torch.device) -> Run:
+    """`simulate` on one chunk of the batch, arguments checked; the layers run from `lead` steps early."""
+    count, in_steps = spikes.shape[:2]
+    x = spikes.to(device)
+    max_in = _peak(x)  # before the transpose: much faster on contiguous memory
+    x = x.transpose(0, 1)  # time-major [S, N, ...]
+    # a dtype that holds every input value exactly; a netx input layer adds the values to its float64 state
+    exact = STATE_DTYPE if net.input_lag == 0 or max_in >= 2 ** 24 else torch.float32
     signal = torch.zeros((lead + steps, count) + net.input_shape, dtype=exact, device=device)
     signal[lead + net.input_lag:lead + net.input_lag + in_steps] = x
     traces: List[Tuple[torch.Tensor, ...]] = []
@@ -142,21 +164,26 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     if isinstance(layer.neuron, ResonatorNeuron):
         return _run_resonator(layer, signal, max_in, keep_v, start)
     steps, count = signal.shape[:2]
-    a, bound = _synaptic_input(layer, signal, max_in)
+    start = max(start, 0)  # all-CUBA networks have no lead: steps before 0 would be reset anyway
+    a6, bound = _synaptic_input(layer, signal, max_in, 1 << STATE_SHIFT)
     rec_layer = None
     if layer.recurrent is not None:
         rec_layer = replace(layer, synapse=Dense(layer.recurrent), recurrent=None, spread=None, binary_input=False)
         bound += int(np.abs(layer.recurrent).sum(axis=1).max())
-    bias = torch.as_tensor(layer.bias, device=a.device)
+    bias = torch.as_tensor(layer.bias, device=a6.device)
     params = cuba_params(layer.neuron, bias, bound, steps)
     if rec_layer is None and (params.wrap or params.saturate):  # the bound may be loose: use the actual peak
-        params = cuba_params(layer.neuron, bias, _peak(a), steps)
-    a6 = a.to(STATE_DTYPE).mul_(1 << STATE_SHIFT)
-    noise = layer_noise(layer, steps, a.device)
-    spikes = torch.zeros(a6.shape, dtype=torch.float32, device=a6.device)  # exact 0/1, ready for the next matmul
+        params = cuba_params(layer.neuron, bias, _peak(a6) >> STATE_SHIFT, steps)
+    noise = layer_noise(layer, steps, a6.device)
+    # exact 0/1, ready for the next matmul; written over the float32 input where that is no longer needed (each
+    # step's input is read before its spikes are written, and u is recorded from the input when it is not decayed)
+    reuse = a6.dtype == torch.float32 and not (keep_v and params.u_factor == 0.0)
+    spikes = a6 if reuse else torch.empty(a6.shape, dtype=torch.float32, device=a6.device)
+    spikes[:start].zero_()
     u_all, v_all = (torch.zeros_like(a6), torch.zeros_like(a6)) if keep_v else (None, None)
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
+    cuba_step = fused.cuba_step_for(a6.device)
     for first in range(0, count, chunk):
         rows = slice(first, first + chunk)
         state = CubaState.zeros(a6[0, rows])
@@ -166,8 +193,8 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
                 state = CubaState.zeros(a6[0, rows])
             a6_j = a6[j, rows]
             if rec_layer is not None and j > start:  # Lava: the layer's own spikes return one step later
-                a6_j = a6_j + _synaptic_input(rec_layer, spikes[j - 1:j, rows], 1)[0][0].to(STATE_DTYPE) * (
-                    1 << STATE_SHIFT)
+                a6_j = _synaptic_input(rec_layer, spikes[j - 1:j, rows], 1, 1 << STATE_SHIFT)[0][0].to(
+                    STATE_DTYPE).add_(a6_j)
             _, state = cuba_step(state, a6_j, params, ops, None if noise is None else noise[j], spikes[j, rows])
             if keep_v:
                 u_all[j, rows], v_all[j, rows] = state.u, state.v
@@ -178,7 +205,7 @@ def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bo
                      start: int) -> Tuple[torch.Tensor, ...]:
     """A sigma-delta layer from step `start` (zero before): graded outputs [steps, N, *shape] float64, sigma
     and act."""
-    a = _synaptic_input(layer, signal, max_in)[0].to(STATE_DTYPE)
+    a = _synaptic_input(layer, signal, max_in, 1)[0].to(STATE_DTYPE)
     params = sigma_delta_params(layer.neuron.kind, layer.neuron.vth_mant, torch.as_tensor(layer.bias, device=a.device))
     state = SigmaDeltaState.zeros(a[0])
     out = torch.zeros_like(a)
@@ -198,9 +225,9 @@ def _run_resonator(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool
                    start: int) -> Tuple[torch.Tensor, ...]:
     """An RF_IZ layer behind complex weights from step `start` (zero before): spikes [steps, N, *shape] 0.0/1.0
     float32, real and imag."""
-    a_real = _synaptic_input(layer, signal, max_in)[0].to(STATE_DTYPE)
+    a_real = _synaptic_input(layer, signal, max_in, 1)[0].to(STATE_DTYPE)
     imag_layer = replace(layer, synapse=Dense(layer.imag), imag=None)
-    a_imag = _synaptic_input(imag_layer, signal, max_in)[0].to(STATE_DTYPE)
+    a_imag = _synaptic_input(imag_layer, signal, max_in, 1)[0].to(STATE_DTYPE)
     neuron = layer.neuron
     params = ResonatorParams(float(neuron.sin_decay), float(neuron.cos_decay), float(neuron.vth))
     state = ResonatorState.zeros(a_real[0])
@@ -236,66 +263,55 @@ def predict(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(scores == best, index, scores.shape[1]).min(dim=1).values
 
 
-def _exact_dtype(bound: int, device: torch.device) -> torch.dtype:
-    """Float dtype whose sums of integers are exact when no partial sum exceeds `bound` in magnitude."""
-    if bound < 2 ** 24 and device.type == "cpu" and torch.get_float32_matmul_precision() == "highest":
-        return torch.float32
-    if bound < 2 ** 47:  # leaves room for the << 6 into state units
-        return torch.float64
-    raise ValueError(f"synaptic sums up to {bound} cannot be computed exactly")
+def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int, scale: int) -> Tuple[torch.Tensor, int]:
+    """Synaptic input of every step times the power of two `scale` (1: file units; 1 << 6: state units),
+    [steps, N, *shape] integers (float32 or float64, `hw_sim.products`), and a bound on its magnitude in file
+    units.
 
-
-def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int) -> Tuple[torch.Tensor, int]:
-    """Synaptic input of every step, [steps, N, *shape] integers (file units), and a bound on its magnitude.
-
-    signal: [steps, N, *input shape] integers (float), magnitude at most max_in.
+    signal: [steps, N, *input shape] integers (float), magnitude at most max_in; a netx input layer's signal
+        is its synaptic input, scaled in place.
     """
     steps, count = signal.shape[:2]
     synapse = layer.synapse
     if synapse is None:  # netx input layer: the input drives the neurons' a_in directly
-        return signal, max_in
+        return (signal if scale == 1 else signal.mul_(scale)), max_in
     if layer.binary_input and max_in > 1:  # a binary synapse counts any nonzero value as one spike
         signal, max_in = signal != 0, 1
     weight = torch.as_tensor(synapse.weight, device=signal.device)
-    bound = int(weight.abs().reshape(weight.shape[0], -1).sum(dim=1).max()) * max_in
-    dtype = _exact_dtype(bound, signal.device)
-    rows = signal.reshape(steps * count, *signal.shape[2:]).to(dtype)
+    bound = products.sum_bound(weight, max_in)
+    rows = signal.reshape(steps * count, *signal.shape[2:])
     if isinstance(synapse, Conv):
-        a = wrap_signed24(_conv(rows, weight.to(dtype), synapse, layer.shape).to(STATE_DTYPE))
-        return a.reshape(steps, count, *layer.shape), min(bound, 1 << 23)
-    rows = rows.reshape(steps * count, -1)
+        plan = products.plan(int(weight.abs().max()), max_in, bound, signal.device, half_precision=False)
+        wraps = bound >= UV_LIMIT  # Lava wraps the conv output to 24 bits: nothing to do for smaller sums
+        a = products.conv(rows.to(plan.operand), products.prepare(weight, plan, 1 if wraps else scale), synapse,
+                          layer.shape)
+        if wraps:
+            a = wrap_signed24(a.to(STATE_DTYPE)).mul_(scale)
+        return a.reshape(steps, count, *layer.shape), min(bound, UV_LIMIT)
+    plan = products.plan(int(weight.abs().max()), max_in, bound, signal.device, scale)
+    rows, weight_t = rows.reshape(steps * count, -1), products.prepare(weight, plan, scale).T
     if layer.spread is None:
-        return (rows @ weight.to(dtype).T).reshape(steps, count, *layer.shape), bound
-    return _delayed(rows, weight.to(dtype), torch.as_tensor(layer.spread, device=signal.device), steps), bound
+        return products.matmul(rows, weight_t, plan).reshape(steps, count, *layer.shape), bound
+    return _delayed(rows, weight_t, torch.as_tensor(layer.spread, device=signal.device).T, steps, plan), bound
 
 
-def _delayed(rows: torch.Tensor, weight: torch.Tensor, spread: torch.Tensor, steps: int) -> torch.Tensor:
+def _delayed(rows: torch.Tensor, weight_t: torch.Tensor, spread_t: torch.Tensor, steps: int,
+             plan: products.Plan) -> torch.Tensor:
     """Dense input with per-synapse delays: a[j, :, o] = sum_i weight[o, i] * x[j - spread[o, i], :, i].
 
-    rows: [steps * N, in]; weight, spread: [out, in]. Returns [steps, N, out]. Axonal delays (constant per
-    output neuron) take one product and a shift per delay value; others one masked product per value.
+    rows: [steps * N, in]; weight_t (in plan.operand), spread_t: [in, out]. Returns [steps, N, out] in
+    plan.accumulate. Axonal delays (constant per output neuron) take one product and a shift per delay value;
+    others one masked product per value.
     """
     count = rows.shape[0] // steps
-    a = rows.new_zeros((steps, count, weight.shape[0]))
-    axonal = bool((spread == spread[:, :1]).all())
-    full = (rows @ weight.T).reshape(steps, count, -1) if axonal else None
-    for extra in (int(e) for e in torch.unique(spread) if e < steps):
+    a = rows.new_zeros((steps, count, weight_t.shape[1]), dtype=plan.accumulate)
+    axonal = bool((spread_t == spread_t[:1]).all())
+    full = products.matmul(rows, weight_t, plan).reshape(steps, count, -1) if axonal else None
+    for extra in (int(e) for e in torch.unique(spread_t) if e < steps):
         if axonal:
-            cols = spread[:, 0] == extra
+            cols = spread_t[0] == extra
             a[extra:, :, cols] = full[:steps - extra, :, cols]
         else:
-            part = (rows @ (weight * (spread == extra)).T).reshape(steps, count, -1)
+            part = products.matmul(rows, weight_t * (spread_t == extra), plan).reshape(steps, count, -1)
             a[extra:] += part[:steps - extra]
     return a
-
-
-def _conv(x: torch.Tensor, weight: torch.Tensor, conv: Conv, shape: Tuple[int, ...]) -> torch.Tensor:
-    """Grouped cross-correlation as unfold + matmul (a plain BLAS sum: exact on integers, unlike Winograd).
-
-    x: [rows, C, H, W]; shape: the output (C', H', W'), as validated by the reader. Returns [rows, *shape].
-    """
-    g = conv.groups
-    cols = F.unfold(x, weight.shape[2:], dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
-    cols = cols.reshape(x.shape[0], g, -1, cols.shape[-1])            # [rows, g, in/g * kH * kW, H' * W']
-    kernels = weight.reshape(g, weight.shape[0] // g, -1)             # [g, out/g, in/g * kH * kW]
-    return torch.einsum("gok,rgkl->rgol", kernels, cols).reshape(x.shape[0], *shape)

@@ -74,9 +74,9 @@ def cuba_potential(v: torch.Tensor, u: torch.Tensor, p: CubaParams, ops: NeuronO
 def cuba_integrate(state: CubaState, a6: torch.Tensor, p: CubaParams, ops: NeuronOps) -> CubaState:
     """This step's u and v before the spike test and reset. a6: [batch, *shape] synaptic input shifted left
     by 6 (state units); never modified."""
-    if p.u_factor == 0.0:
+    if p.u_factor == 0.0 and not p.wrap:
         u = a6  # full current decay: u is this step's input (never modified in place then)
-    else:
+    else:  # (with a wrap, u = trunc(u * 0) + a6 puts the input into u's own memory, which the wrap may reuse)
         u = ops.add(ops.decay(state.u, p.u_factor), a6)
     if p.wrap:
         u = ops.wrap_current(u)

@@ -9,7 +9,7 @@ from typing import Optional, Protocol, Tuple
 
 import torch
 
-from hw_sim.fixed_point import UV_LIMIT, wrap_int32, wrap_u
+from hw_sim.fixed_point import STATE_DTYPE, UV_LIMIT, wrap_int32_, wrap_u_
 
 
 class NeuronOps(Protocol):
@@ -36,35 +36,52 @@ class NeuronOps(Protocol):
 
 
 class ExactOps:
-    """Lava's integer arithmetic, in place where it can be: the caller must own every tensor it passes as x/u/v.
+    """Lava's integer arithmetic in place, without hidden allocations on the CPU (fresh tensors of a batch's
+    size cost page faults on every step): the caller must own every tensor it passes as x/u/v.
 
-    scratch: a float64 tensor shaped like the state, reused by `fire` (boolean tensors are slow in CPU arithmetic).
+    scratch: a float64 tensor shaped like the state, overwritten by every operation (None: a fresh one each
+    time). On the CPU, torch 2.3's `trunc` is not vectorized (about ten times slower than `frac` and `sub`),
+    mixed-dtype sums convert a copy, and comparisons into float outputs take slow paths, so there trunc(y) is
+    y - frac(y), sums convert through the scratch, and v > threshold is clamp(v - threshold, 0, 1) == 1
+    (integers). GPU kernels convert dtypes on the fly, so there `fire` takes two passes.
     """
 
     def __init__(self, scratch: Optional[torch.Tensor] = None) -> None:
         self.scratch = scratch
 
+    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
+        return self.scratch if self.scratch is not None else torch.empty_like(like, dtype=STATE_DTYPE)
+
     def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
-        return x if factor == 1.0 else x.mul_(factor).trunc_()
+        if factor == 1.0:
+            return x
+        x.mul_(factor)
+        return x.sub_(torch.frac(x, out=self._scratch(x))) if x.device.type == "cpu" else x.trunc_()
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x.add_(y)
+        if y.dtype == x.dtype or x.device.type != "cpu" or y.shape != x.shape:
+            return x.add_(y)
+        return x.add_(self._scratch(x).copy_(y))
 
     def wrap_current(self, u: torch.Tensor) -> torch.Tensor:
-        return wrap_u(wrap_int32(u))
+        scratch = self._scratch(u)
+        return wrap_u_(wrap_int32_(u, scratch), scratch)
 
     def wrap_int32(self, x: torch.Tensor) -> torch.Tensor:
-        return wrap_int32(x)
+        return wrap_int32_(x, self._scratch(x))
 
     def saturate(self, v: torch.Tensor) -> torch.Tensor:
         return v.clamp_(-(UV_LIMIT - 1), UV_LIMIT - 1)
 
     def fire(self, v: torch.Tensor, threshold: float, noise: Optional[torch.Tensor],
              out: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        quiet = self.scratch if self.scratch is not None else torch.empty_like(v)
-        torch.le(v if noise is None else v + noise, threshold, out=quiet)
-        out = torch.sub(1.0, quiet) if out is None else torch.sub(1.0, quiet, out=out)
-        return out, v.mul_(quiet)
+        level = threshold if noise is None else noise.neg().add_(threshold)  # v + noise > t  <=>  v > t - noise
+        if v.device.type == "cpu":
+            fired = torch.sub(v, level, out=self._scratch(v)).clamp_(0.0, 1.0)
+            out = fired.clone() if out is None else out.copy_(fired)
+        else:
+            fired = out = torch.gt(v, level).to(v.dtype) if out is None else torch.gt(v, level, out=out)
+        return out, v.addcmul_(v, fired, value=-1.0)
 
 
 EXACT = ExactOps()  # for callers that pass fresh tensors and need no scratch reuse
