@@ -3,8 +3,10 @@
 Every network runs layer by layer over the whole sequence: tensors are [T, batch, ...]. The readout is a
 bias-free linear layer on the mean spike count of the last hidden layer (= the mean over time of a
 non-spiking integrator), which is what the exported Loihi network reads out as the integrator's `v`.
-`mlp` and `convnet` map onto Loihi (dense/conv + CUBA); `vgg11` and `wrn16` (the paper's CIFAR nets, with
-pooling, batch norm and residual sums) are training-only.
+`mlp`, `convnet`, `pooled` and `vgg11` map onto Loihi (dense/conv + CUBA): pooling is a sum pooling (a fixed
+depthwise strided conv) feeding its own LIF layer, and batch norm lives in the LIF (`NoisyLIF(channels=..)`:
+a per-channel current scale folded into the weights at export, and a bias of v), so export changes nothing
+but the number format. `wrn16` (the paper's residual net) is training-only: netx has no residual sum.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from torch import nn
 
 from tgo_errors import UsageError
 from train.config import ModelConfig, NeuronConfig
-from train.neuron import NoisyLIF
+from train.neuron import NoisyLIF, loihi_decay
 
 
 class SNNOutput(NamedTuple):
@@ -116,25 +118,62 @@ def build_convnet(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[
 
 
 def _conv_bn_lif(cin: int, cout: int, neuron: NeuronConfig, stride: int = 1) -> List[nn.Module]:
+    """Conv3x3 -> LIF with batch norm inside the neuron (exportable: folded into weights and bias)."""
     return [TimeDistributed(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)),
-            TimeDistributed(nn.BatchNorm2d(cout)), NoisyLIF(neuron)]
+            NoisyLIF(neuron, channels=cout)]
+
+
+POOL_DRIVE = 0.75  # pool weight W * d_mem in units of v_th: two input spikes at once fire a resting neuron
+
+
+def sum_pool(channels: int, neuron: NeuronConfig, kernel: int = 2) -> nn.Conv2d:
+    """Sum pooling as netx can load it: a depthwise conv (groups = channels, stride = kernel) with one fixed,
+    untrained weight W = POOL_DRIVE * v_th / d_mem, so that W * d_mem = 0.75 v_th. It feeds its own LIF."""
+    pool = nn.Conv2d(channels, channels, kernel, stride=kernel, groups=channels, bias=False)
+    d_mem = loihi_decay(neuron.dt, neuron.tau_mem_inv) / 4096
+    nn.init.constant_(pool.weight, POOL_DRIVE * neuron.v_th / d_mem)
+    pool.weight.requires_grad_(False)
+    return pool
+
+
+def _pool_lif(channels: int, neuron: NeuronConfig) -> List[nn.Module]:
+    return [TimeDistributed(sum_pool(channels, neuron)), NoisyLIF(neuron)]
+
+
+def build_pooled(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):
+    """Per channel count in `hidden`: Conv3x3 -> BN-LIF -> 2x2 sum pool -> LIF; then flatten -> readout.
+    28x28 MNIST with hidden 16,32: 28 -> 14 -> 7; 8x8 digits: 8 -> 4 -> 2. Loihi-mappable."""
+    channels, height, width = input_shape
+    if min(height, width) < 2 ** len(cfg.hidden):
+        raise UsageError(f"pooled: {len(cfg.hidden)} 2x2 poolings need inputs of at least "
+                         f"{2 ** len(cfg.hidden)}x{2 ** len(cfg.hidden)}, got {tuple(input_shape)}")
+    layers: List[nn.Module] = []
+    for out in cfg.hidden:
+        layers += _conv_bn_lif(channels, out, neuron) + _pool_lif(out, neuron)
+        channels, height, width = out, height // 2, width // 2
+    layers.append(TimeDistributed(nn.Flatten()))
+    return nn.Sequential(*layers), nn.Linear(channels * height * width, classes, bias=False)
+
+
+VGG11_PLAN = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")  # channels in units of the base width (64)
 
 
 def build_vgg11(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):
-    """VGG-11 (64-M-128-M-256-256-M-512-512-M-512-512-M) with average pooling; needs 32x32 inputs."""
+    """VGG-11 (64-M-128-M-256-256-M-512-512-M-512-512-M at width 64) with 2x2 sum pooling; needs 32x32 inputs.
+    `cfg.width` is the base width (the paper's net: 64; e.g. 4 gives a narrow net for tests)."""
     if min(input_shape[1:]) < 32:
-        raise UsageError(f"vgg11 needs inputs of at least 32x32, got {tuple(input_shape)}: use mlp or convnet")
-    plan = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+        raise UsageError(f"vgg11 needs inputs of at least 32x32, got {tuple(input_shape)}: use pooled or convnet")
     layers: List[nn.Module] = []
     channels = input_shape[0]
-    for item in plan:
+    for item in VGG11_PLAN:
         if item == "M":
-            layers.append(TimeDistributed(nn.AvgPool2d(2)))
+            layers += _pool_lif(channels, neuron)
         else:
-            layers += _conv_bn_lif(channels, int(item), neuron)
-            channels = int(item)
-    layers += [TimeDistributed(nn.AdaptiveAvgPool2d(1)), TimeDistributed(nn.Flatten())]
-    return nn.Sequential(*layers), nn.Linear(channels, classes, bias=False)
+            layers += _conv_bn_lif(channels, int(item) * cfg.width, neuron)
+            channels = int(item) * cfg.width
+    height, width = (n // 32 for n in input_shape[1:])
+    layers.append(TimeDistributed(nn.Flatten()))
+    return nn.Sequential(*layers), nn.Linear(channels * height * width, classes, bias=False)
 
 
 class ResidualBlock(nn.Module):
@@ -156,7 +195,7 @@ class ResidualBlock(nn.Module):
 def build_wrn16(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):
     """WRN-16-4: a 16-channel stem, then 3 groups of 2 residual blocks (64, 128, 256 channels)."""
     if min(input_shape[1:]) < 16:
-        raise UsageError(f"wrn16 needs inputs of at least 16x16, got {tuple(input_shape)}: use mlp or convnet")
+        raise UsageError(f"wrn16 needs inputs of at least 16x16, got {tuple(input_shape)}: use pooled or convnet")
     layers: List[nn.Module] = _conv_bn_lif(input_shape[0], 16, neuron)
     channels = 16
     for width, stride in ((64, 1), (128, 2), (256, 2)):
@@ -167,7 +206,7 @@ def build_wrn16(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[in
 
 
 Builder = Callable[[ModelConfig, NeuronConfig, Sequence[int], int], Tuple[nn.Sequential, nn.Linear]]
-MODELS: Dict[str, Builder] = {"mlp": build_mlp, "convnet": build_convnet,
+MODELS: Dict[str, Builder] = {"mlp": build_mlp, "convnet": build_convnet, "pooled": build_pooled,
                               "vgg11": build_vgg11, "wrn16": build_wrn16}
 
 

@@ -60,7 +60,7 @@ def train_one_epoch(model: SpikingNetwork, data: Dataset, cfg: ExperimentConfig,
     shuffle = torch.Generator().manual_seed(seed)
     lam = tgo_lambda(epoch, cfg.optim.epochs, cfg.tgo)
     attack = make_attack(model, cfg.adv) if cfg.adv.kind != "none" else None
-    use_amp = cfg.optim.amp and device.type == "cuda"
+    use_amp = cfg.optim.amp == "bf16"  # synaptic products only: NoisyLIF leaves autocast for its float32 recurrence
     v_th, delta = cfg.neuron.v_th, cfg.tgo.delta
     sums = {"loss": 0.0, "ce": 0.0, "constraint": 0.0, "correct": 0.0}
     n_batches = (len(data.train_x) + cfg.optim.batch_size - 1) // cfg.optim.batch_size
