@@ -37,7 +37,7 @@ class Stepper:
         out = self.model.run(x)
         loss = F.cross_entropy(out.logits, y)
         if cfg.tgo.lambda_max > 0:
-            loss = loss + cfg.tgo.lambda_max * total_constraint(out.potentials, cfg.neuron.v_th, cfg.tgo.delta)
+            loss = loss + cfg.tgo.lambda_max * total_constraint(self.model.guarded(out.potentials), cfg.neuron.v_th, cfg.tgo.delta)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()

@@ -51,6 +51,10 @@ class SpikingNetwork(nn.Module):
     def lif_layers(self) -> List[NoisyLIF]:
         return [m for m in self.modules() if isinstance(m, NoisyLIF)]
 
+    def guarded(self, potentials: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """The potentials (one per LIF layer, as `run` returns them) of the layers the TGO constraint covers."""
+        return [v for v, m in zip(potentials, self.lif_layers()) if m.guarded]
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Direct: the analog image every step. Rate: Bernoulli(x) spikes each step. -> [T, batch, ...]"""
         seq = x.unsqueeze(0).expand(self.timesteps, *x.shape)
@@ -123,12 +127,13 @@ def _conv_bn_lif(cin: int, cout: int, neuron: NeuronConfig, stride: int = 1) -> 
             NoisyLIF(neuron, channels=cout)]
 
 
-POOL_DRIVE = 0.75  # pool weight W * d_mem in units of v_th: two input spikes at once fire a resting neuron
+POOL_DRIVE = 1.5  # pool weight W * d_mem in units of v_th: one input spike fires a resting pool neuron
 
 
 def sum_pool(channels: int, neuron: NeuronConfig, kernel: int = 2) -> nn.Conv2d:
     """Sum pooling as netx can load it: a depthwise conv (groups = channels, stride = kernel) with one fixed,
-    untrained weight W = POOL_DRIVE * v_th / d_mem, so that W * d_mem = 0.75 v_th. It feeds its own LIF."""
+    untrained weight W = POOL_DRIVE * v_th / d_mem (W * d_mem = 1.5 v_th). It feeds its own LIF, which the
+    TGO constraint does not cover (`NoisyLIF.guarded`)."""
     pool = nn.Conv2d(channels, channels, kernel, stride=kernel, groups=channels, bias=False)
     d_mem = loihi_decay(neuron.dt, neuron.tau_mem_inv) / 4096
     nn.init.constant_(pool.weight, POOL_DRIVE * neuron.v_th / d_mem)
@@ -137,7 +142,7 @@ def sum_pool(channels: int, neuron: NeuronConfig, kernel: int = 2) -> nn.Conv2d:
 
 
 def _pool_lif(channels: int, neuron: NeuronConfig) -> List[nn.Module]:
-    return [TimeDistributed(sum_pool(channels, neuron)), NoisyLIF(neuron)]
+    return [TimeDistributed(sum_pool(channels, neuron)), NoisyLIF(neuron, guarded=False)]
 
 
 def build_pooled(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):

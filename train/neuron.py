@@ -81,9 +81,11 @@ class NoisyLIF(nn.Module):
     from `generator` when one is set (`SpikingNetwork.reseed_noise`), else from torch's global generator.
     With `channels`, a batch norm over the current's channel axis (dim 2) scales the current and its shift
     enters v as a bias, times d_mem / d_syn so that its steady-state effect on v is a standard BN's.
+    `guarded`: whether the TGO constraint covers this layer (False for neurons behind fixed, untrained synapses
+    such as sum pooling, whose potentials the constraint could only move by silencing the layer before).
     """
 
-    def __init__(self, cfg: NeuronConfig, channels: Optional[int] = None):
+    def __init__(self, cfg: NeuronConfig, channels: Optional[int] = None, guarded: bool = True):
         super().__init__()
         self.syn_decay = loihi_decay(cfg.dt, cfg.tau_syn_inv) / 4096
         self.mem_decay = loihi_decay(cfg.dt, cfg.tau_mem_inv) / 4096
@@ -92,6 +94,7 @@ class NoisyLIF(nn.Module):
         self.noise_at_inference = cfg.noise_at_inference
         self.surrogate, self.alpha = cfg.surrogate, cfg.alpha
         self.norm = nn.BatchNorm2d(channels) if channels else None
+        self.guarded = guarded
         self.generator: Optional[torch.Generator] = None
         self.potentials: Optional[torch.Tensor] = None
         self.spikes: Optional[torch.Tensor] = None

@@ -72,7 +72,7 @@ def train_one_epoch(model: SpikingNetwork, data: Dataset, cfg: ExperimentConfig,
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = model.run(x)
             ce = F.cross_entropy(out.logits.float(), y)
-            constraint = total_constraint(out.potentials, v_th, delta) if lam > 0 else torch.zeros((), device=device)
+            constraint = total_constraint(model.guarded(out.potentials), v_th, delta) if lam > 0 else torch.zeros((), device=device)
             loss = ce + lam * constraint
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
