@@ -4,7 +4,7 @@ Every network runs layer by layer over the whole sequence: tensors are [T, batch
 bias-free linear layer on the mean spike count of the last hidden layer (= the mean over time of a
 non-spiking integrator), which is what the exported Loihi network reads out as the integrator's `v`.
 `mlp`, `convnet`, `pooled` and `vgg11` map onto Loihi (dense/conv + CUBA): pooling is a sum pooling (a fixed
-depthwise strided conv) feeding its own LIF layer, and batch norm lives in the LIF (`NoisyLIF(channels=..)`:
+depthwise strided conv) feeding its own BN-LIF layer, and batch norm lives in the LIF (`NoisyLIF(channels=..)`:
 a per-channel current scale folded into the weights at export, and a bias of v), so export changes nothing
 but the number format. `wrn16` (the paper's residual net) is training-only: netx has no residual sum.
 """
@@ -18,7 +18,7 @@ from torch import nn
 
 from tgo_errors import UsageError
 from train.config import ModelConfig, NeuronConfig
-from train.neuron import NoisyLIF, loihi_decay
+from train.neuron import NoisyLIF
 
 
 class SNNOutput(NamedTuple):
@@ -127,22 +127,19 @@ def _conv_bn_lif(cin: int, cout: int, neuron: NeuronConfig, stride: int = 1) -> 
             NoisyLIF(neuron, channels=cout)]
 
 
-POOL_DRIVE = 1.5  # pool weight W * d_mem in units of v_th: one input spike fires a resting pool neuron
-
-
-def sum_pool(channels: int, neuron: NeuronConfig, kernel: int = 2) -> nn.Conv2d:
-    """Sum pooling as netx can load it: a depthwise conv (groups = channels, stride = kernel) with one fixed,
-    untrained weight W = POOL_DRIVE * v_th / d_mem (W * d_mem = 1.5 v_th). It feeds its own LIF, which the
-    TGO constraint does not cover (`NoisyLIF.guarded`)."""
+def sum_pool(channels: int, kernel: int = 2) -> nn.Conv2d:
+    """Sum pooling as netx can load it: a depthwise conv (groups = channels, stride = kernel) with fixed,
+    untrained weights 1. Its LIF's batch norm (`_pool_lif`) scales each channel: a trained per-channel gain
+    that export folds into the depthwise weights, so a pooled map neither saturates nor falls silent."""
     pool = nn.Conv2d(channels, channels, kernel, stride=kernel, groups=channels, bias=False)
-    d_mem = loihi_decay(neuron.dt, neuron.tau_mem_inv) / 4096
-    nn.init.constant_(pool.weight, POOL_DRIVE * neuron.v_th / d_mem)
+    nn.init.ones_(pool.weight)
     pool.weight.requires_grad_(False)
     return pool
 
 
 def _pool_lif(channels: int, neuron: NeuronConfig) -> List[nn.Module]:
-    return [TimeDistributed(sum_pool(channels, neuron)), NoisyLIF(neuron, guarded=False)]
+    """2x2 sum pooling -> BN-LIF, outside the TGO constraint (`NoisyLIF.guarded`: its synapses are fixed)."""
+    return [TimeDistributed(sum_pool(channels)), NoisyLIF(neuron, channels=channels, guarded=False)]
 
 
 def build_pooled(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):

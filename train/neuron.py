@@ -80,9 +80,9 @@ class NoisyLIF(nn.Module):
     diagnostics) and `spikes` the output. Noise is drawn when sigma > 0 and (training or `noise_at_inference`),
     from `generator` when one is set (`SpikingNetwork.reseed_noise`), else from torch's global generator.
     With `channels`, a batch norm over the current's channel axis (dim 2) scales the current and its shift
-    enters v as a bias, times d_mem / d_syn so that its steady-state effect on v is a standard BN's.
-    `guarded`: whether the TGO constraint covers this layer (False for neurons behind fixed, untrained synapses
-    such as sum pooling, whose potentials the constraint could only move by silencing the layer before).
+    enters v as a bias, times d_mem (what one step of that shift as a current would add to v).
+    `guarded`: whether the TGO constraint covers this layer (False behind fixed synapses such as sum pooling,
+    where it found silencing the layers before the cheapest way to keep potentials off the threshold).
     """
 
     def __init__(self, cfg: NeuronConfig, channels: Optional[int] = None, guarded: bool = True):
@@ -94,6 +94,8 @@ class NoisyLIF(nn.Module):
         self.noise_at_inference = cfg.noise_at_inference
         self.surrogate, self.alpha = cfg.surrogate, cfg.alpha
         self.norm = nn.BatchNorm2d(channels) if channels else None
+        if self.norm is not None:  # threshold-scaled init (as tdBN): two std of current reach v_th in one step
+            nn.init.constant_(self.norm.weight, 0.5 * self.v_th / self.mem_decay)
         self.guarded = guarded
         self.generator: Optional[torch.Generator] = None
         self.potentials: Optional[torch.Tensor] = None
@@ -105,8 +107,9 @@ class NoisyLIF(nn.Module):
 
     @property
     def bias_gain(self) -> float:
-        """Factor from a BN shift (current units) to the per-step bias of v: d_mem / d_syn."""
-        return self.mem_decay / max(self.syn_decay, 1 / 4096)
+        """Factor from a BN shift (current units) to the per-step bias of v: d_mem, what one step of that
+        current adds to v (the current's steady state, 1 / d_syn steps away, is beyond short windows)."""
+        return self.mem_decay
 
     def affine(self, currents: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor | float]:
         """(the current after batch norm's scale, the bias of v [C, 1, 1] or 0.0) for currents [T, batch, C, ...]."""
