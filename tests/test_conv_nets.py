@@ -39,9 +39,9 @@ def test_pooling_is_a_fixed_depthwise_conv_and_batch_norm_folds_exactly():
     _randomize_norms(model)
     layers = describe_network(model, (1, 8, 8))
     assert [(l.kind, l.groups, l.bias is not None) for l in layers] == [
-        ("conv", 1, True), ("conv", 3, False), ("conv", 1, True), ("conv", 4, False), ("dense", 1, False)]
-    pool = layers[1]
-    assert pool.stride == (2, 2) and torch.all(pool.weight == pool.weight.flatten()[0])
+        ("conv", 1, True), ("conv", 3, True), ("conv", 1, True), ("conv", 4, True), ("dense", 1, False)]
+    pool, gain = layers[1], model.body[3].affine(torch.ones(1, 1, 3, 1, 1))[0].flatten()
+    assert pool.stride == (2, 2) and torch.allclose(pool.weight, gain.view(3, 1, 1, 1).expand(3, 1, 2, 2))
     assert not any(p.requires_grad for p in model.body[2].parameters())
     # the folded first layer (weights x BN scale, bias into v) reproduces the float model's potentials
     x = torch.rand(5, 1, 8, 8)
@@ -107,7 +107,7 @@ def test_narrow_vgg11_on_cifar_files_crosses_the_bridge(tmp_path):
     from hw_sim.simulator import encode_inputs, logits, simulate
     torch.set_num_threads(1)
     _write_cifar(tmp_path, per_class_train=4, per_class_test=10)
-    cfg = digits_config("tgo", epochs=3, data={"dataset": "cifar10", "data_dir": str(tmp_path)},
+    cfg = digits_config("tgo", epochs=4, data={"dataset": "cifar10", "data_dir": str(tmp_path)},
                         model={"arch": "vgg11", "width": 2, "timesteps": 4}, optim={"batch_size": 20})
     metrics = train_quietly(cfg, tmp_path / "run")
     report = export_checkpoint(tmp_path / "run", tmp_path / "out", formats=("net",))
