@@ -80,6 +80,7 @@ def train(
 ) -> None:
     """Train a spiking network with TGO (or an ablation) and print its clean accuracy and near-threshold fraction."""
     from train.config import apply_method
+    from train.distributed import main_only
     from train.trainer import train as run_training
     cfg = _defaults()
     cfg.data.dataset, cfg.data.data_dir = dataset, None if data_dir is None else str(data_dir)
@@ -91,9 +92,10 @@ def train(
     cfg.optim.seed, cfg.optim.device, cfg.optim.amp = seed, device, amp
     cfg.adv.kind, cfg.adv.eps, cfg.adv.steps = adv_train, adv_eps, adv_steps
     cfg.validate()
-    metrics = run_training(apply_method(cfg), out, resume=resume, show_progress=not quiet, log=typer.echo)
-    typer.echo(f"clean test accuracy {metrics['test_accuracy']:.4f}  near-threshold fraction "
-               f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
+    echo = main_only(typer.echo)  # under torchrun only rank 0 prints
+    metrics = run_training(apply_method(cfg), out, resume=resume, show_progress=not quiet, log=echo)
+    echo(f"clean test accuracy {metrics['test_accuracy']:.4f}  near-threshold fraction "
+         f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
 
 
 def _attack_defaults():

@@ -68,8 +68,9 @@ class SpikingNetwork(nn.Module):
         layers = self.lif_layers()
         return SNNOutput(logits, [m.potentials for m in layers], [m.spikes for m in layers])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x).logits
+    def forward(self, x: torch.Tensor, full: bool = False) -> torch.Tensor | SNNOutput:
+        """Logits [batch, classes]; with `full`, the whole `run` output (how DistributedDataParallel calls it)."""
+        return self.run(x) if full else self.run(x).logits
 
     def reseed_noise(self, seed: int) -> None:
         """Give every stochastic part (neuron noise, rate encoder) one generator seeded with `seed`."""
