@@ -29,6 +29,12 @@ from train.config import NeuronConfig
 from train.surrogate import spike
 
 
+def set_synaptic_precision(amp: str) -> None:
+    """amp 'off': synaptic products in true float32 (CUDA's TF32 off); 'bf16': autocast may lower them (and
+    TF32 may serve what stays float32). Neurons, noise and loss are float32 either way (`NoisyLIF`)."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = amp != "off"
+
+
 def loihi_decay(dt: float, tau_inv: float) -> int:
     """Loihi's 12-bit decay for a Norse time constant: round(4096 * dt * tau_inv), an int in [0, 4096]."""
     return int(round(4096 * dt * tau_inv))

@@ -22,6 +22,7 @@ from train.config import ExperimentConfig
 from train.data import Dataset, batches, load_dataset
 from train.diagnostics import evaluate
 from train.models import SNNOutput, SpikingNetwork, build_model
+from train.neuron import set_synaptic_precision
 from train.tgo_loss import tgo_lambda, total_constraint
 
 
@@ -111,6 +112,7 @@ def train(cfg: ExperimentConfig, out_dir: Path, resume: bool = False, show_progr
     cfg.validate()
     ctx = distributed.setup(cfg.optim.device, cfg.optim.batch_size)
     device = ctx.device if ctx is not None else resolve_device(cfg.optim.device)
+    set_synaptic_precision(cfg.optim.amp)
     data = load_dataset(cfg.data)
     torch.manual_seed(cfg.optim.seed)  # initial weights
     model = build_model(cfg.model, cfg.neuron, data.input_shape, data.num_classes).to(device)
