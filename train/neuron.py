@@ -126,8 +126,9 @@ class NoisyLIF(nn.Module):
         return currents * scale.view(view), (shift * self.bias_gain).view(view)
 
     def forward(self, currents: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(currents.device.type, enabled=False):  # Loihi-exact: float32 from here on
-            return self._run(currents.float())
+        with torch.autocast(currents.device.type, enabled=False):  # Loihi-exact: at least float32 from here on
+            low = currents.dtype in (torch.float16, torch.bfloat16)
+            return self._run(currents.float() if low else currents)
 
     def _run(self, currents: torch.Tensor) -> torch.Tensor:
         currents, bias = self.affine(currents)
