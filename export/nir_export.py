@@ -43,13 +43,24 @@ def _cuba_lif(layer: SynapticLayer, dt: float) -> nir.CubaLIF:
                        v_threshold=full(neuron.v_th), v_reset=full(0.0), w_in=full(tau_syn / tau_mem))
 
 
+def _dense_kernel(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv kernel [out, in/groups, kH, kW] as the equivalent full one [out, in, kH, kW] (zeros
+    between groups): NIR 1.0's type inference reads the input channels from the kernel."""
+    out, per_group = weight.shape[:2]
+    full = np.zeros((out, per_group * groups, *weight.shape[2:]))
+    for o in range(out):
+        g = o // (out // groups)
+        full[o, g * per_group:(g + 1) * per_group] = weight[o]
+    return full
+
+
 def _synapse(layer: SynapticLayer) -> nir.NIRNode:
     weight = layer.weight.numpy().astype(np.float64)
     if layer.kind == "dense":
         return nir.Linear(weight=weight)
-    return nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=weight, stride=layer.stride,
-                      padding=layer.padding, dilation=1, groups=layer.groups,
-                       bias=np.zeros(weight.shape[0]))
+    return nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=_dense_kernel(weight, layer.groups),
+                      stride=layer.stride, padding=layer.padding, dilation=1, groups=1,
+                      bias=np.zeros(weight.shape[0]))
 
 
 def build_nir(layers: Sequence[SynapticLayer], input_shape: Sequence[int], dt: float, timesteps: int

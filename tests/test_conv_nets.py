@@ -23,7 +23,7 @@ def _model(arch: str, shape, **model):
 def _randomize_norms(model):
     for lif in model.lif_layers():
         if lif.norm is not None:
-            lif.norm.weight.data.uniform_(0.5, 3.0)
+            lif.norm.weight.data.uniform_(5.0, 15.0)
             lif.norm.bias.data.uniform_(-0.5, 0.5)
             lif.norm.running_mean.uniform_(-0.2, 0.2)
             lif.norm.running_var.uniform_(0.5, 2.0)
@@ -134,3 +134,16 @@ def test_amp_is_opt_in_and_recorded():
     cfg.optim.amp = "fp16"
     with pytest.raises(UsageError, match="--amp 'fp16'"):
         apply_method(cfg).validate()
+
+
+def test_nir_graph_reproduces_a_pooled_model_with_batch_norm():
+    from export.calibrate import deterministic
+    from export.nir_export import build_nir
+    from tests.test_export import _run_nir
+    model = _model("pooled", (1, 8, 8), hidden=[3, 4]).eval()
+    _randomize_norms(model)
+    graph = build_nir(describe_network(model, (1, 8, 8)), (1, 8, 8), 1e-3, 4)
+    model, x = model.double(), torch.rand(7, 1, 8, 8, dtype=torch.float64)
+    with deterministic(model), torch.no_grad():
+        expected = model(x).numpy()
+    assert np.abs(expected).max() > 0 and np.abs(_run_nir(graph, x.numpy()) - expected).max() <= 1e-9
