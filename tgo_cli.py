@@ -54,8 +54,9 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoint.pt, config.json, metrics.jsonl."),
     dataset: str = typer.Option(_DEF.data.dataset, help="digits | mnist5k (bundled) | mnist | fashion-mnist | cifar10 | cifar100 (--data-dir)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with torchvision-format files for folder datasets."),
-    arch: str = typer.Option(_DEF.model.arch, help="mlp | convnet (Loihi-exportable) | vgg11 | wrn16."),
-    hidden: str = typer.Option(",".join(map(str, _DEF.model.hidden)), help="mlp widths / convnet channels, comma-separated."),
+    arch: str = typer.Option(_DEF.model.arch, help="mlp | convnet | pooled | vgg11 (Loihi-exportable) | wrn16 (training only)."),
+    hidden: str = typer.Option(",".join(map(str, _DEF.model.hidden)), help="mlp widths / convnet, pooled channels, comma-separated."),
+    width: int = typer.Option(_DEF.model.width, help="vgg11 base channel width (the paper's: 64)."),
     timesteps: int = typer.Option(_DEF.model.timesteps, "--timesteps", "-T", help="Time steps per sample."),
     encoding: str = typer.Option(_DEF.model.encoding, help="direct (analog current) | rate (Bernoulli spikes)."),
     method: str = typer.Option(_DEF.tgo.method, help="vanilla | mc (membrane constraint) | nlif (noisy LIF) | tgo (both)."),
@@ -70,6 +71,7 @@ def train(
     lr: float = typer.Option(_DEF.optim.lr),
     seed: int = typer.Option(_DEF.optim.seed, help="Seeds weights, shuffling and noise: same seed, same run."),
     device: str = typer.Option(_DEF.optim.device, help="cpu | cuda | auto."),
+    amp: str = typer.Option(_DEF.optim.amp, help="off | bf16: autocast the synaptic products only (neurons, noise, loss stay float32)."),
     adv_train: str = typer.Option(_DEF.adv.kind, help="Adversarial training: none | fgsm | pgd."),
     adv_eps: float = typer.Option(_DEF.adv.eps, help="Adversarial training L-inf budget (input units [0, 1])."),
     adv_steps: int = typer.Option(_DEF.adv.steps, help="PGD steps for adversarial training."),
@@ -78,20 +80,22 @@ def train(
 ) -> None:
     """Train a spiking network with TGO (or an ablation) and print its clean accuracy and near-threshold fraction."""
     from train.config import apply_method
+    from train.distributed import main_only
     from train.trainer import train as run_training
     cfg = _defaults()
     cfg.data.dataset, cfg.data.data_dir = dataset, None if data_dir is None else str(data_dir)
-    cfg.model.arch, cfg.model.hidden = arch, _int_list(hidden, "--hidden")
+    cfg.model.arch, cfg.model.hidden, cfg.model.width = arch, _int_list(hidden, "--hidden"), width
     cfg.model.timesteps, cfg.model.encoding = timesteps, encoding
     cfg.tgo.method, cfg.tgo.lambda_max, cfg.tgo.delta, cfg.tgo.sigma = method, lambda_max, delta, sigma
     cfg.neuron.noise_at_inference, cfg.neuron.surrogate, cfg.neuron.alpha = noise_at_inference, surrogate, alpha
     cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.lr = epochs, batch_size, lr
-    cfg.optim.seed, cfg.optim.device = seed, device
+    cfg.optim.seed, cfg.optim.device, cfg.optim.amp = seed, device, amp
     cfg.adv.kind, cfg.adv.eps, cfg.adv.steps = adv_train, adv_eps, adv_steps
     cfg.validate()
-    metrics = run_training(apply_method(cfg), out, resume=resume, show_progress=not quiet, log=typer.echo)
-    typer.echo(f"clean test accuracy {metrics['test_accuracy']:.4f}  near-threshold fraction "
-               f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
+    echo = main_only(typer.echo)  # under torchrun only rank 0 prints
+    metrics = run_training(apply_method(cfg), out, resume=resume, show_progress=not quiet, log=echo)
+    echo(f"clean test accuracy {metrics['test_accuracy']:.4f}  near-threshold fraction "
+         f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
 
 
 from robust.options import DEFAULT_SWEEP, DEFAULT_TWIN_SWEEP, AttackOptions, EngineBudget  # noqa: E402 (no torch)

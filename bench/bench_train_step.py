@@ -14,16 +14,20 @@ import torch.nn.functional as F
 
 from train.config import ExperimentConfig, apply_method
 from train.models import build_model
+from train.neuron import set_synaptic_precision
 from train.tgo_loss import total_constraint
 
 
 class Stepper:
     """One model + optimizer of `method`, able to time a single training step."""
 
-    def __init__(self, method: str, arch: str, hidden, shape, device: str):
+    def __init__(self, method: str, arch: str, hidden, shape, device: str, timesteps: int = 8, width: int = 64,
+                 amp: bool = False):
         cfg = ExperimentConfig()
         cfg.tgo.method, cfg.model.arch, cfg.model.hidden = method, arch, hidden
-        self.cfg = apply_method(cfg)
+        cfg.model.timesteps, cfg.model.width = timesteps, width
+        self.cfg, self.amp = apply_method(cfg), amp
+        set_synaptic_precision("bf16" if amp else "off")
         torch.manual_seed(0)
         self.model = build_model(cfg.model, cfg.neuron, shape, 10).to(device).train()
         self.model.reseed_noise(0)
@@ -34,10 +38,12 @@ class Stepper:
         cfg, sync = self.cfg, (torch.cuda.synchronize if self.device == "cuda" else lambda: None)
         sync()
         start = time.perf_counter()
-        out = self.model.run(x)
-        loss = F.cross_entropy(out.logits, y)
-        if cfg.tgo.lambda_max > 0:
-            loss = loss + cfg.tgo.lambda_max * total_constraint(out.potentials, cfg.neuron.v_th, cfg.tgo.delta)
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model.run(x)
+            loss = F.cross_entropy(out.logits.float(), y)
+            if cfg.tgo.lambda_max > 0:
+                guarded = self.model.guarded(out.potentials)
+                loss = loss + cfg.tgo.lambda_max * total_constraint(guarded, cfg.neuron.v_th, cfg.tgo.delta)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
@@ -45,15 +51,16 @@ class Stepper:
         return time.perf_counter() - start
 
 
-def compare(arch: str, hidden, shape, batch: int, device: str, repeats: int):
-    """Median step time of vanilla and TGO, measured alternately so that machine noise hits both alike."""
-    vanilla, tgo = (Stepper(m, arch, hidden, shape, device) for m in ("vanilla", "tgo"))
+def compare(arch: str, hidden, shape, batch: int, device: str, repeats: int, warmup: int = 5, **options):
+    """Median step time of vanilla and TGO, measured alternately so that machine noise hits both alike.
+    options: Stepper's timesteps, width, amp."""
+    vanilla, tgo = (Stepper(m, arch, hidden, shape, device, **options) for m in ("vanilla", "tgo"))
     x, y = torch.rand(batch, *shape, device=device), torch.randint(0, 10, (batch,), device=device)
     times = {"vanilla": [], "tgo": []}
-    for i in range(repeats + 5):
+    for i in range(repeats + warmup):
         for name, stepper in (("vanilla", vanilla), ("tgo", tgo)):
             t = stepper.seconds(x, y)
-            if i >= 5:  # warm-up
+            if i >= warmup:
                 times[name].append(t)
     return statistics.median(times["vanilla"]), statistics.median(times["tgo"])
 

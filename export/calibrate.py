@@ -1,5 +1,6 @@
 """Run the float model deterministically (threshold noise off) and record what the quantizer needs per layer:
-the inputs of each synaptic layer and the range of its Norse current and pre-spike potential.
+the inputs of each synaptic layer and its deepest pre-spike potential (the current u is bounded from the
+weights instead, `export.quantize`).
 """
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ class LayerTrace:
 
     inputs: what enters the synaptic op: the images [N, C, H, W] for the first layer (direct encoding repeats
     them every step), the previous layer's spikes [T*N, *in_shape] for hidden layers, and the mean spike
-    counts [N, in] for the readout. max_current: max |i| of the Norse current after input, min_potential:
-    the most negative pre-spike potential (membrane units; both 0 for the readout).
+    counts [N, in] for the readout. min_potential: the most negative pre-spike potential (membrane units; 0
+    for the readout).
     """
     inputs: torch.Tensor
-    max_current: float = 0.0
     min_potential: float = 0.0
 
 
@@ -44,36 +44,19 @@ def deterministic(model: SpikingNetwork) -> Iterator[SpikingNetwork]:
         model.train(was_training)
 
 
-def _current_range(currents: torch.Tensor, syn_decay: float) -> float:
-    """max |i| for Norse's i[t] = (1 - d_syn) i[t-1] + x[t]; currents: [T, batch, ...]."""
-    i = torch.zeros_like(currents[0])
-    peak = 0.0
-    for x in currents:
-        i = i * (1.0 - syn_decay) + x
-        peak = max(peak, float(i.abs().max()))
-    return peak
-
-
 @torch.no_grad()
 def calibrate(model: SpikingNetwork, x: torch.Tensor, batch_size: int = 256) -> List[LayerTrace]:
     """Traces of every synaptic layer (readout last) of `model` on images x [N, C, H, W], noise off."""
     lifs = model.lif_layers()
-    currents: List[List[float]] = [[] for _ in lifs]
-    hooks = [lif.register_forward_hook(lambda m, args, _out, k=k: currents[k].append(
-             _current_range(args[0], m.syn_decay))) for k, lif in enumerate(lifs)]
     spikes: List[List[torch.Tensor]] = [[] for _ in lifs]
     lowest = [0.0] * len(lifs)
-    try:
-        with deterministic(model):
-            for xb, _ in batches(x, torch.zeros(len(x)), batch_size):
-                out = model.run(xb)
-                for k, (z, v) in enumerate(zip(out.spikes, out.potentials)):
-                    spikes[k].append(z)
-                    lowest[k] = min(lowest[k], float(v.min()))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with deterministic(model):
+        for xb, _ in batches(x, torch.zeros(len(x)), batch_size):
+            out = model.run(xb)
+            for k, (z, v) in enumerate(zip(out.spikes, out.potentials)):
+                spikes[k].append(z)
+                lowest[k] = min(lowest[k], float(v.min()))
     trains = [torch.cat(z, dim=1) for z in spikes]  # [T, N, ...] per layer
     inputs = [x] + [z.flatten(0, 1) for z in trains[:-1]]
-    traces = [LayerTrace(inp, max(currents[k]), lowest[k]) for k, inp in enumerate(inputs)]
+    traces = [LayerTrace(inp, lowest[k]) for k, inp in enumerate(inputs)]
     return traces + [LayerTrace(trains[-1].mean(0).flatten(1))]

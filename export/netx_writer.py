@@ -1,7 +1,8 @@
 """Write a quantized network as a tgo `.net`: lava-dl netx HDF5 plus the `/tgo` keys (docs/NETFORMAT.md).
 
 Plain h5py, following netx's conventions (`lava.lib.dl.netx.hdf5.Network` reads it unmodified): `/layer/<i>`
-groups numbered from 0, `type` as bytes of shape (1,), integer weights, `neuron/type = 'CUBA'`. Conv
+groups numbered from 0, `type` as bytes of shape (1,), integer weights, `neuron/type = 'CUBA'`, an optional
+integer `bias` per output channel (netx makes it the LIF's bias_mant with bias_exp 6). Conv
 networks start with an `input` layer holding only `shape` and need a `flatten` layer before the first dense
 layer (netx connects conv -> dense only after one). The readout is a dense layer without a neuron group.
 Every dense matrix is checked against the netx loader's bugs before anything is written.
@@ -48,7 +49,9 @@ def _write_layer(group: h5py.Group, q: LayerQuantization, noise_seed: int) -> No
         group.create_dataset("stride", data=np.asarray(layer.stride, dtype=np.int64))
         group.create_dataset("padding", data=np.asarray(layer.padding, dtype=np.int64))
         group.create_dataset("dilation", data=np.ones(2, dtype=np.int64))
-        group.create_dataset("groups", data=np.int64(1))
+        group.create_dataset("groups", data=np.int64(layer.groups))
+    if q.bias is not None:  # per channel (conv) or per neuron (dense); netx: bias_mant, bias_exp 6
+        group.create_dataset("bias", data=q.bias.astype(np.int32))
     if layer.neuron is None:
         return
     neuron = group.create_group("neuron")

@@ -8,7 +8,8 @@ Each step of dt the image enters once (direct encoding); logits are the mean ove
 CubaLIF parameters follow the Euler convention that Norse's `from_nir` and NIR's Lava example use, in which
 one step of dt integrates I += dt / tau_syn * (w_in * x - I) and v += dt / tau_mem * (v_leak - v + r * I):
     tau_syn = dt / d_syn, tau_mem = dt / d_mem (seconds, from the 12-bit decays the model runs with),
-    w_in = tau_syn / tau_mem, r = tau_mem / dt, v_leak = v_reset = 0, v_threshold = v_th.
+    w_in = tau_syn / tau_mem, r = tau_mem / dt, v_reset = 0, v_threshold = v_th, and v_leak = b / d_mem for
+    a layer whose v gets the per-step bias b (folded batch norm; 0 otherwise), since v_leak adds d_mem v_leak.
 Then I = d_mem * i and v equal tgo's (and Norse's) i and v exactly, and weights times w_in * dt / tau_syn are
 W * d_mem, i.e. the Loihi weights divided by S. Metadata records dt, T, the readout rule and this convention.
 """
@@ -34,16 +35,32 @@ def _cuba_lif(layer: SynapticLayer, dt: float) -> nir.CubaLIF:
         raise UsageError(f"{layer.name}: a current that never decays (iDecay 0) has no finite NIR tau_syn")
     tau_syn = dt / (neuron.i_decay / 4096)
     tau_mem = dt / neuron.d_mem
-    return nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem / dt), v_leak=full(0.0),
+    v_leak = full(0.0)
+    if layer.bias is not None:
+        per_channel = layer.bias.double().numpy() / neuron.d_mem
+        v_leak = np.broadcast_to(per_channel.reshape(-1, *([1] * (len(layer.out_shape) - 1))), layer.out_shape).copy()
+    return nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem / dt), v_leak=v_leak,
                        v_threshold=full(neuron.v_th), v_reset=full(0.0), w_in=full(tau_syn / tau_mem))
+
+
+def _dense_kernel(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv kernel [out, in/groups, kH, kW] as the equivalent full one [out, in, kH, kW] (zeros
+    between groups): NIR 1.0's type inference reads the input channels from the kernel."""
+    out, per_group = weight.shape[:2]
+    full = np.zeros((out, per_group * groups, *weight.shape[2:]))
+    for o in range(out):
+        g = o // (out // groups)
+        full[o, g * per_group:(g + 1) * per_group] = weight[o]
+    return full
 
 
 def _synapse(layer: SynapticLayer) -> nir.NIRNode:
     weight = layer.weight.numpy().astype(np.float64)
     if layer.kind == "dense":
         return nir.Linear(weight=weight)
-    return nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=weight, stride=layer.stride,
-                      padding=layer.padding, dilation=1, groups=1, bias=np.zeros(weight.shape[0]))
+    return nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=_dense_kernel(weight, layer.groups),
+                      stride=layer.stride, padding=layer.padding, dilation=1, groups=1,
+                      bias=np.zeros(weight.shape[0]))
 
 
 def build_nir(layers: Sequence[SynapticLayer], input_shape: Sequence[int], dt: float, timesteps: int

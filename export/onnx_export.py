@@ -42,9 +42,10 @@ class Unrolled(nn.Module):
                 if not isinstance(module, NoisyLIF):
                     h = module.module(h)
                     continue
+                current, bias = module.affine(h[None])  # batch norm (eval statistics) as in NoisyLIF
                 state = LIFState(h * 0.0, h * 0.0) if states[k] is None else states[k]
-                h, states[k], _ = noisy_lif_step(h, state, module.syn_decay, module.mem_decay, module.v_th,
-                                                 module.surrogate, module.alpha)
+                h, states[k], _ = noisy_lif_step(current[0], state, module.syn_decay, module.mem_decay, module.v_th,
+                                                 module.surrogate, module.alpha, bias)
                 k += 1
             total = total + h
         return self.model.readout((total / self.model.timesteps).flatten(1))

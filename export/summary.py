@@ -7,7 +7,8 @@ from rich.table import Table
 
 
 def quantization_table(report: dict) -> Table:
-    """One column per layer: S, vThMant, decays, noise, weight range, clipped fraction, the errors, what set S."""
+    """One column per layer: S, vThMant, decays, noise, weight range, clipped fraction, the errors, what set S,
+    the bounds on u and v, the folded bias and the conv groups."""
     quant = report["quantization"]
     layers = quant["layers"]
     table = Table(title=f"Loihi quantization (input scale Q = {quant['input_scale']}, "
@@ -27,6 +28,10 @@ def quantization_table(report: dict) -> Table:
         ("input rel. error", lambda r: f"{r['input_rel_error']:.2%}"),
         ("threshold rel. error", lambda r: f"{r['threshold_rel_error']:.1e}"),
         ("S limited by", lambda r: r["state_bound"]),
+        ("u bound (wrap)", lambda r: "-" if r["u_max"] is None else f"|u| <= {r['u_max']} (weights x input)"),
+        ("v bound (saturation)", lambda r: r["v_bound"] or "-"),
+        ("bias (<< 6) range", lambda r: "-" if r["bias"] is None else f"[{r['bias']['min']}, {r['bias']['max']}]"),
+        ("groups", lambda r: str(r["groups"])),
     ]
     for label, show in fields:
         table.add_row(label, *(show(r) for r in layers))

@@ -56,7 +56,8 @@ def test_cifar_folder(tmp_path, name, folder, files, key, classes):
     images = rng.integers(0, 256, size=(2, 3, 32, 32), dtype=np.uint8)
     for file in files:
         with open(tmp_path / folder / file, "wb") as fh:
-            pickle.dump({"data": images.reshape(2, -1), key: [7, 3]}, fh)
+            pickle.dump({"data": images.reshape(2, -1), key: [7, 3], "batch_label": "b", "filenames": [b"a"]}, fh,
+                        protocol=2)  # protocol 2 as the official files (bytes via _codecs.encode)
     data = load_dataset(DataConfig(dataset=name, data_dir=str(tmp_path)))
     assert data.input_shape == (3, 32, 32) and data.num_classes == classes
     assert torch.allclose(data.test_x[1], torch.from_numpy(images[1]).float() / 255)
@@ -74,3 +75,39 @@ def test_batches_cover_everything_once():
     x, y = torch.arange(10).float(), torch.arange(10)
     seen = torch.cat([yb for _, yb in batches(x, y, 3, torch.Generator().manual_seed(0))])
     assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+
+
+class _Planted:
+    """Pickles to `os.system(command)`: what a planted CIFAR batch could run on load."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+        return os.system, (self.command,)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_planted_cifar_pickle_is_refused_without_running(tmp_path, protocol):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    good = {"data": np.zeros((1, 3072), np.uint8), "fine_labels": [0]}
+    (folder / "train").write_bytes(pickle.dumps(good, protocol=protocol))
+    (folder / "test").write_bytes(pickle.dumps({**good, "x": _Planted(f"touch {marker}")}, protocol=protocol))
+    with pytest.raises(UsageError, match=r"refused without running it \(refused global (posix|os)\.system\)") as err:
+        load_dataset(DataConfig(dataset="cifar100", data_dir=str(tmp_path)))
+    assert not marker.exists() and "\n" not in str(err.value)
+
+
+def test_cifar_content_is_checked(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    (folder / "train").write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.float32), "fine_labels": [0, 1]}))
+    (folder / "test").write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [0, 100]}))
+    with pytest.raises(UsageError, match="uint8 array"):
+        load_dataset(DataConfig(dataset="cifar100", data_dir=str(tmp_path)))
+    (folder / "train").write_bytes((folder / "test").read_bytes())
+    with pytest.raises(UsageError, match="labels outside 0..99"):
+        load_dataset(DataConfig(dataset="cifar100", data_dir=str(tmp_path)))

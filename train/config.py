@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Optional
 from tgo_errors import UsageError
 
 METHODS = ("vanilla", "mc", "nlif", "tgo")  # the paper's ablation: no TGO, membrane constraint only, noisy LIF only, both
-ARCHS = ("mlp", "convnet", "vgg11", "wrn16")
+ARCHS = ("mlp", "convnet", "pooled", "vgg11", "wrn16")
+AMP_MODES = ("off", "bf16")  # bf16: autocast the synaptic products only (neurons, noise and loss stay float32)
 ENCODINGS = ("direct", "rate")
 ADV_KINDS = ("none", "fgsm", "pgd")
 
@@ -38,7 +39,8 @@ class NeuronConfig:
 @dataclass
 class ModelConfig:
     arch: str = "mlp"
-    hidden: List[int] = field(default_factory=lambda: [128])   # mlp: hidden widths; convnet: channels
+    hidden: List[int] = field(default_factory=lambda: [128])   # mlp: hidden widths; convnet, pooled: channels
+    width: int = 64                      # vgg11: base channel width (the paper's: 64)
     timesteps: int = 8
     encoding: str = "direct"
 
@@ -68,7 +70,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"                 # cpu | cuda | auto
-    amp: bool = True                     # mixed precision on CUDA only
+    amp: str = "off"                     # off | bf16 (synaptic products only; see AMP_MODES)
 
 
 @dataclass
@@ -102,6 +104,8 @@ class ExperimentConfig:
             (m.encoding in ENCODINGS, f"unknown encoding '{m.encoding}' (choose from {', '.join(ENCODINGS)})"),
             (t.method in METHODS, f"unknown method '{t.method}' (choose from {', '.join(METHODS)})"),
             (a.kind in ADV_KINDS, f"unknown adversarial training '{a.kind}' (choose from {', '.join(ADV_KINDS)})"),
+            (o.amp in AMP_MODES, f"unknown --amp '{o.amp}' (choose from {', '.join(AMP_MODES)})"),
+            (m.width >= 1, f"width must be >= 1, got {m.width}"),
             (m.timesteps >= 1, f"timesteps must be >= 1, got {m.timesteps}"),
             (all(h >= 1 for h in m.hidden) and len(m.hidden) >= 1, f"hidden sizes must be >= 1, got {m.hidden}"),
             (n.sigma >= 0 and t.sigma >= 0, f"sigma must be >= 0, got {t.sigma}"),

