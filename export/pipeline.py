@@ -18,6 +18,7 @@ from export.onnx_export import OPSET, write_onnx
 from export.quantize import quantize
 from tgo_errors import UsageError
 from tgo_files import atomic_dir, write_json_atomic
+from tgo_provenance import provenance
 from train.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import load_dataset
 
@@ -67,7 +68,8 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, formats: Sequence[str] = 
     export_cfg = {"formats": list(formats), "seed": seed, "input_scale": input_scale}
     report: Dict[str, object] = {
         "source": {"checkpoint": str(path), "sha256": file_sha256(path), "epoch": ckpt.epoch},
-        "config": {"checkpoint": cfg.to_dict(), "export": export_cfg}, "files": [FILES[f] for f in formats]}
+        "config": {"checkpoint": cfg.to_dict(), "export": export_cfg, "provenance": provenance("cpu")},
+        "files": [FILES[f] for f in formats]}
     qnet = None
     if "net" in formats:
         stage("calibrating and quantizing")

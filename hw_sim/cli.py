@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -25,6 +23,8 @@ from hw_sim.netfile import NetFile, load_net
 from hw_sim.report import Tally, layer_type
 from hw_sim.simulator import Run, encode_inputs, simulate
 from tgo_errors import UsageError
+from tgo_files import write_json_atomic
+from tgo_provenance import provenance
 
 BACKENDS = ("hwsim", "lava")
 RESULT_FILE = "simulate.json"
@@ -56,7 +56,7 @@ def simulate_command(model: Path, inputs: Optional[Path], labels: Optional[Path]
             tally, mismatch = _run_hwsim(net, spikes, steps, batch, device, progress, lava_run)
             results["hwsim"] = tally.summary(net, truth)
     report = {"model": str(model), "format": "tgo-net" if net.tgo else "netx", "samples": len(spikes),
-              "steps_per_sample": steps, "backends": results}
+              "steps_per_sample": steps, "backends": results, "provenance": provenance(device)}
     if compare:
         report["compare"] = {"equal": mismatch is None,
                              "first_mismatch": None if mismatch is None else vars(mismatch)}
@@ -69,6 +69,8 @@ def load_samples(net: NetFile, inputs: Optional[Path], labels: Optional[Path],
                  n: Optional[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Input spikes [n, S, *input_shape] int32 and labels [n] (or None), validated against the network."""
     if inputs is None:
+        if labels is not None:
+            raise UsageError("--labels needs --inputs (the test split brings its own labels)")
         return _test_split(net, n)
     x = _load_npy(inputs, "--inputs")
     count = len(x) if x.ndim else 0
@@ -105,15 +107,18 @@ def load_samples(net: NetFile, inputs: Optional[Path], labels: Optional[Path],
 
 def _test_split(net: NetFile, n: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """The test split of the dataset the exported model was trained on (from the file's config_json)."""
-    from train.config import DataConfig
+    from train.config import DataConfig, ExperimentConfig
     from train.data import load_dataset
     if net.tgo is None:
         raise UsageError(f"{net.path} is a plain netx file: give the samples with --inputs FILE.npy")
     try:
-        data_cfg = DataConfig(**json.loads(net.tgo.config_json)["checkpoint"]["data"])
+        data_cfg = ExperimentConfig(data=DataConfig(**json.loads(net.tgo.config_json)["checkpoint"]["data"]))
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{net.path}: its /tgo/config_json names no dataset; give --inputs FILE.npy") from None
-    data = load_dataset(data_cfg)
+    try:
+        data = load_dataset(data_cfg.validate().data)
+    except UsageError as err:
+        raise UsageError(f"{net.path}: its /tgo/config_json: {err}") from None
     n = len(data.test_x) if n is None else n
     if not 1 <= n <= len(data.test_x):
         raise UsageError(f"--n {n}: the {data.name} test split has {len(data.test_x)} samples")
@@ -124,9 +129,7 @@ def write_json(folder: Path, report: Dict) -> Path:
     """Write `report` to folder/simulate.json atomically (temporary file in the same folder, then rename)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".simulate.", suffix=".tmp", delete=False) as f:
-            json.dump(report, f, indent=2)
-        os.replace(f.name, folder / RESULT_FILE)
+        write_json_atomic(folder / RESULT_FILE, report)
     except OSError as err:
         raise UsageError(f"cannot write {folder / RESULT_FILE}: {err}") from None
     return folder / RESULT_FILE

@@ -18,6 +18,7 @@ from robust.options import AttackOptions
 from robust.report import rich_table, write_report
 from robust.surrogates import parse_surrogates
 from tgo_errors import UsageError
+from tgo_provenance import provenance
 from train.checkpoint import CHECKPOINT_NAME, Checkpoint, file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import Dataset, load_dataset
 from train.trainer import resolve_device
@@ -120,7 +121,8 @@ def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[
     record = {**asdict(options), "n": n, "eps": eps_values, "attacks": [a.name for a in attacks],
               "surrogates": [s.label for s in surrogates], "dataset": data.name,
               "samples": f"the first {n} images of the test split", "device": str(device),
-              "torch": torch.__version__, "torchattacks": torchattacks.__version__, "python": platform.python_version()}
+              "torch": torch.__version__, "torchattacks": torchattacks.__version__, "python": platform.python_version(),
+              "provenance": provenance(str(device))}
     labels = _labels(paths)
     results, flags, status = [], {}, {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -17,6 +17,7 @@ from robust.surrogates import parse_surrogates
 from robust.verify import VerifyOptions, verify
 from robust.verify_report import to_report, write_verify_report
 from tgo_errors import UsageError
+from tgo_provenance import provenance
 from train.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import load_dataset
 
@@ -63,7 +64,8 @@ def run_verify(checkpoint: Path, net_path: Path, out: Path, options: VerifyOptio
     n = len(result.fixed_clean)
     settings = {**{k: v for k, v in asdict(options).items() if k not in ("attacks", "surrogates", "settings")},
                 **asdict(options.settings), "n": n, "attacks": [a.name for a in options.attacks],
-                "surrogates": [s.label for s in options.surrogates], "dataset": data.name}
+                "surrogates": [s.label for s in options.surrogates], "dataset": data.name,
+                "provenance": provenance("cpu")}
     sources = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(resolve_checkpoint_path(checkpoint)),
                "net": str(net_path), "net_sha256": file_sha256(net_path)}
     report = to_report(result, settings, sources, measure_flips(net, data.test_x[:n]))
