@@ -85,8 +85,8 @@ def _classify(err: BaseException, caught: List[warnings.WarningMessage]) -> tupl
         broken = _stdout_failure()
         if broken:
             return 2, f"error: {broken}"
-        where = f" '{err.filename}'" if err.filename else ""
-        return 2, f"error: cannot use{where}: {err.strerror or err}"
+        where = f"use '{err.filename}'" if err.filename else "write the output"
+        return 2, f"error: cannot {where}: {err.strerror or err}"
     if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
         return 2, "error: out of memory: lower --batch-size, --hidden, --timesteps or --n"
     return 3, (f"internal error: {type(err).__name__}: {err} -- the full traceback is in "

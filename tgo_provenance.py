@@ -1,7 +1,8 @@
 """What produced an artifact: library versions, torch threads and device, recorded in every artifact's config.
 
 Numbers depend on these (a CPU reduction over 1 or 2 threads rounds differently), so a result that does not
-reproduce can be traced to the one that changed. Versions come from package metadata: nothing is imported.
+reproduce can be traced to the one that changed. Versions come from package metadata (torch's from torch itself,
+with its CUDA build tag): lava is never imported.
 """
 from __future__ import annotations
 
@@ -24,4 +25,4 @@ def provenance(device: str = "cpu") -> Dict[str, object]:
     'device', 'machine'} for a computation on `device`."""
     import torch
     return {"python": platform.python_version(), **{name: _version(name) for name in PACKAGES},
-            "torch_threads": torch.get_num_threads(), "device": str(device), "machine": platform.machine()}
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": str(device), "machine": platform.machine()}
