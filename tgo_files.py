@@ -15,6 +15,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from tgo_errors import UsageError
+
+
+def check_output_dir(path: Path, flag: str = "--out") -> None:
+    """UsageError now, before any work, if folder `path` could not be created or written later: a file in
+    the way (itself or a parent), a folder without write permission, or a name longer than the file system
+    allows. Creates nothing."""
+    path = Path(path)
+    existing = next(p for p in [*path.parents, Path(".")] if os.path.lexists(p))
+    limit = os.pathconf(existing, "PC_NAME_MAX") if existing.is_dir() else 255
+    if any(len(part.encode()) > limit for part in path.parts):
+        raise UsageError(f"{flag} '{path}': a name is longer than the {limit} bytes this file system allows")
+    existing = path if os.path.lexists(path) else existing
+    if not existing.is_dir():
+        raise UsageError(f"{flag} '{path}': '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} '{path}': no permission to write into '{existing}'")
+
 
 def _umask() -> int:
     mask = os.umask(0)

@@ -17,7 +17,7 @@ from export.nir_export import CONVENTION, write_nir
 from export.onnx_export import OPSET, write_onnx
 from export.quantize import quantize
 from tgo_errors import UsageError
-from tgo_files import atomic_dir, write_json_atomic
+from tgo_files import atomic_dir, check_output_dir, write_json_atomic
 from tgo_provenance import provenance
 from train.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import load_dataset
@@ -41,6 +41,7 @@ def _check_out_dir(out_dir: Path, checkpoint: Path) -> None:
     """The output folder is replaced as a whole: refuse anything but a new, empty or earlier export folder."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder '{out_dir}' is a file")
+    check_output_dir(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "export.json").is_file():
         raise UsageError(f"output folder '{out_dir}' holds other files (it would be replaced): choose a new folder")
     if out_dir.resolve() in checkpoint.resolve().parents:

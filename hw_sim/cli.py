@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -23,7 +24,7 @@ from hw_sim.netfile import NetFile, load_net
 from hw_sim.report import Tally, layer_type
 from hw_sim.simulator import Run, encode_inputs, simulate
 from tgo_errors import UsageError
-from tgo_files import write_json_atomic
+from tgo_files import check_output_dir, write_json_atomic
 from tgo_provenance import provenance
 
 BACKENDS = ("hwsim", "lava")
@@ -39,8 +40,12 @@ def simulate_command(model: Path, inputs: Optional[Path], labels: Optional[Path]
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
+    if device != "cpu" and re.fullmatch(r"cuda(:\d+)?", device) is None:
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu")
+    if out is not None:
+        check_output_dir(out)
     net = load_net(model)
     spikes, truth = load_samples(net, inputs, labels, n)
     steps = net.window(spikes.shape[1])

@@ -18,6 +18,7 @@ from robust.options import AttackOptions
 from robust.report import rich_table, write_report
 from robust.surrogates import parse_surrogates
 from tgo_errors import UsageError
+from tgo_files import check_output_dir
 from tgo_provenance import provenance
 from train.checkpoint import CHECKPOINT_NAME, Checkpoint, file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import Dataset, load_dataset
@@ -109,6 +110,7 @@ def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[
     Returns {'results', 'flags', 'status', 'paths'}.
     """
     console = console or _console()
+    check_output_dir(Path(options.out))
     paths = [Path(p) for p in paths]
     attacks, eps_values = parse_attacks(options.attacks), parse_eps(options.eps)
     _check_counts(options)

@@ -17,6 +17,7 @@ from robust.surrogates import parse_surrogates
 from robust.verify import VerifyOptions, verify
 from robust.verify_report import to_report, write_verify_report
 from tgo_errors import UsageError
+from tgo_files import check_output_dir
 from tgo_provenance import provenance
 from train.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import load_dataset
@@ -53,6 +54,7 @@ def run_verify(checkpoint: Path, net_path: Path, out: Path, options: VerifyOptio
                console: Optional[Console] = None, show_progress: bool = True) -> Dict[str, Any]:
     """Verify, write verify.json/.md/.png into `out`, print the verdict; returns the report."""
     console = console or Console()
+    check_output_dir(out)
     ckpt = load_checkpoint(checkpoint)
     net = load_net(net_path)
     if out.exists() and not out.is_dir():

@@ -1,6 +1,7 @@
 """Shared fixtures: small trained digits checkpoints, built once per test session."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,9 @@ def tiny_export(tiny_run, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("tiny-export") / "out"
     export_checkpoint(tiny_run, target, formats=("net",))
     return target / "model.net"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def crash_logs_in_a_temporary_folder(tmp_path_factory):
+    """Internal-error tracebacks that tests provoke go to a temporary folder, not ~/.cache/tgo/crashes."""
+    os.environ["TGO_CRASH_DIR"] = str(tmp_path_factory.mktemp("crashes"))

@@ -18,6 +18,8 @@ ADV_KINDS = ("none", "fgsm", "pgd")
 DEVICES = ("cpu", "cuda", "auto")         # or cuda:N
 SEED_MAX = (1 << 63) - 1           # torch generators take 64-bit seeds; epoch seeds stay below 2^63
 SPLIT_SEED_MAX = (1 << 32) - 1     # scikit-learn's random_state range
+MAX_EPOCHS, MAX_ADV_STEPS = 1_000_000, 10_000  # beyond these a run never ends: a typo, not a plan
+MAX_THREADS = 4096
 
 
 @dataclass
@@ -128,14 +130,15 @@ class ExperimentConfig:
             (t.delta > 0, f"delta must be > 0, got {t.delta}"),
             (t.ramp_epochs is None or t.ramp_epochs >= 1, f"ramp_epochs must be >= 1, got {t.ramp_epochs}"),
             (0 <= a.eps <= 1, f"adversarial eps must be in [0, 1], got {a.eps}"),
-            (a.steps >= 1, f"adversarial steps must be >= 1, got {a.steps}"),
+            (1 <= a.steps <= MAX_ADV_STEPS, f"adversarial steps must be in [1, {MAX_ADV_STEPS}], got {a.steps}"),
             (a.step_size is None or a.step_size > 0, f"adversarial step size must be > 0, got {a.step_size}"),
-            (o.epochs >= 1, f"epochs must be >= 1, got {o.epochs}"),
+            (1 <= o.epochs <= MAX_EPOCHS, f"epochs must be in [1, {MAX_EPOCHS}], got {o.epochs}"),
             (o.batch_size >= 1, f"batch size must be >= 1, got {o.batch_size}"),
             (o.lr > 0, f"learning rate must be > 0, got {o.lr}"),
             (o.weight_decay >= 0, f"weight decay must be >= 0, got {o.weight_decay}"),
             (0 <= o.seed <= SEED_MAX, f"seed must be in [0, 2^63 - 1], got {o.seed}"),
-            (o.threads >= 0, f"threads must be >= 0 (0: this machine's default), got {o.threads}"),
+            (0 <= o.threads <= MAX_THREADS, f"threads must be in [0, {MAX_THREADS}] (0: this machine's default), "
+                                            f"got {o.threads}"),
             (o.device in DEVICES or re.fullmatch(r"cuda:\d+", o.device) is not None,
              f"unknown device '{o.device}' (choose cpu, cuda, cuda:N or auto)"),
             (0 < d.test_fraction < 1, f"test fraction must be in (0, 1), got {d.test_fraction}"),

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tgo_errors import UsageError
-from tgo_files import append_json_line, write_text_atomic
+from tgo_files import append_json_line, check_output_dir, write_text_atomic
 from tgo_provenance import provenance
 from train.adversarial import make_attack
 from train.budget import check_memory
@@ -68,6 +68,7 @@ def run_folder(out_dir: Path, resume: bool) -> Iterator[Path]:
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder '{out_dir}' is a file")
+    check_output_dir(out_dir)
     created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     ckpt = out_dir / CHECKPOINT_NAME
     out_dir.mkdir(parents=True, exist_ok=True)
