@@ -54,9 +54,10 @@ def write_crash_log(caught: List[warnings.WarningMessage]) -> str:
     return "nowhere (no writable folder)"
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, limit: int = 0) -> str:
+    """`text` on one line (whitespace runs collapsed), cut to `limit` characters when one is given."""
     line = " ".join(str(text).split())
-    return line if len(line) <= 400 else line[:397] + "..."
+    return line if not limit or len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _stdout_failure() -> Optional[str]:
@@ -89,7 +90,7 @@ def _classify(err: BaseException, caught: List[warnings.WarningMessage]) -> tupl
         return 2, f"error: cannot {where}: {err.strerror or err}"
     if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
         return 2, "error: out of memory: lower --batch-size, --hidden, --timesteps or --n"
-    return 3, (f"internal error: {type(err).__name__}: {err} -- the full traceback is in "
+    return 3, (f"internal error: {type(err).__name__}: {_one_line(err, 200)} -- the full traceback is in "
                f"{write_crash_log(caught)}; please report it")
 
 

@@ -66,8 +66,6 @@ def run_folder(out_dir: Path, resume: bool) -> Iterator[Path]:
     A second training into the same folder gets a UsageError while the first runs (fcntl lock on
     `out_dir/.train.lock`). A failed start that wrote no checkpoint leaves no folder it created behind.
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"output folder '{out_dir}' is a file")
     check_output_dir(out_dir)
     created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     ckpt = out_dir / CHECKPOINT_NAME
