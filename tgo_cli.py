@@ -1,36 +1,140 @@
 """`tgo`: the command-line entry point. Each command is a thin wrapper over a package function.
 
-User mistakes raise `tgo_errors.UsageError`; `user_errors` turns them into one line on stderr and exit code 2.
+One error boundary (`Boundary`) runs every command: a user mistake (`tgo_errors.UsageError`, a bad flag, a path
+that cannot be written, a full disk) is one `error:` line on stderr and exit code 2; anything unexpected is one
+`internal error:` line naming the log file that holds the traceback, and exit code 3. Exit code 1 is left to
+verdicts (`tgo verify` fails, `tgo simulate --compare` finds a mismatch). Warnings raised while a command runs
+are held back and shown after it succeeds, so they never precede the error line.
 """
 from __future__ import annotations
 
-import functools
+import errno
+import os
+import sys
+import tempfile
+import time
+import traceback
+import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from tgo_errors import UsageError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+SEED_MAX = (1 << 63) - 1
+# OSErrors about the user's paths and disks: reported as a user mistake (exit 2), not as an internal error.
+USER_ERRNOS = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+               errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.ELOOP, errno.EFBIG, errno.ENOTEMPTY,
+               errno.EBUSY, errno.ETXTBSY, errno.EXDEV}
+
+
+def crash_dir() -> Path:
+    """Where internal-error tracebacks go: $TGO_CRASH_DIR, else $XDG_CACHE_HOME/tgo/crashes (~/.cache/...)."""
+    if os.environ.get("TGO_CRASH_DIR"):
+        return Path(os.environ["TGO_CRASH_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tgo" / "crashes"
+
+
+def write_crash_log(caught: List[warnings.WarningMessage]) -> str:
+    """Write the current exception's traceback (with argv and the held warnings) to a new log file; its path.
+
+    Falls back to the system's temporary folder when the crash folder cannot be written."""
+    text = (f"tgo {' '.join(sys.argv[1:])}\n{time.strftime('%Y-%m-%d %H:%M:%S %z')}\n\n{traceback.format_exc()}"
+            + "".join(f"\nwarning: {w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught))
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (crash_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+            return str(folder / name)
+        except OSError:
+            continue
+    return "nowhere (no writable folder)"
+
+
+def _one_line(text: str, limit: int = 0) -> str:
+    """`text` on one line (whitespace runs collapsed), cut to `limit` characters when one is given."""
+    line = " ".join(str(text).split())
+    return line if not limit or len(line) <= limit else line[:limit - 3] + "..."
+
+
+def _stdout_failure() -> Optional[str]:
+    """Flush standard output; if it cannot be written (a full disk, /dev/full), silence it and say why."""
+    try:
+        sys.stdout.flush()
+        return None
+    except OSError as err:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return f"cannot write to standard output: {err.strerror or err}"
+
+
+def _classify(err: BaseException, caught: List[warnings.WarningMessage]) -> tuple:
+    """(exit code, one-line message) for an exception that escaped a command."""
+    if isinstance(err, UsageError):
+        return 2, f"error: {err}"
+    if isinstance(err, typer.Abort):
+        return 130, "error: aborted"
+    if isinstance(err, typer.TyperException):  # click's own: a bad flag value, a missing argument...
+        hint = f" (see '{err.ctx.command_path} --help')" if getattr(err, "ctx", None) is not None else ""
+        return 2, f"error: {err.format_message()}{hint}"
+    if isinstance(err, OSError) and err.errno in USER_ERRNOS:
+        broken = _stdout_failure()
+        if broken:
+            return 2, f"error: {broken}"
+        where = f"use '{err.filename}'" if err.filename else "write the output"
+        return 2, f"error: cannot {where}: {err.strerror or err}"
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return 2, "error: out of memory: lower --batch-size, --hidden, --timesteps or --n"
+    return 3, (f"internal error: {type(err).__name__}: {_one_line(err, 200)} -- the full traceback is in "
+               f"{write_crash_log(caught)}; please report it")
+
+
+def run_guarded(command: Callable[[], Any]) -> int:
+    """Run `command` inside the error boundary; returns the exit code (see the module docstring)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            result = command()
+            code, message = (result if isinstance(result, int) else 0), None
+        except Exception as err:  # the boundary: nothing escapes as a traceback
+            if type(err).__name__ == "NoArgsIsHelpError":
+                err.show()
+                return 2
+            code, message = _classify(err, caught)
+    if message is not None:
+        typer.secho(_one_line(message), err=True, fg=typer.colors.RED)
+        return code
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    broken = _stdout_failure()
+    if broken:
+        typer.secho(f"error: {broken}", err=True, fg=typer.colors.RED)
+        return 2
+    return code
+
+
+class Boundary(TyperGroup):
+    """The `tgo` command group with one error boundary around every command (`run_guarded`)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        call = lambda: super(Boundary, self).main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        if not standalone_mode:
+            return call()
+        sys.exit(run_guarded(call))
+
+
+app = typer.Typer(cls=Boundary, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Threshold Guarding Optimization: train robust SNNs, export to Loihi, verify bit-exactly.")
 
 
 @app.callback()
 def main() -> None:
     """Threshold Guarding Optimization: train robust SNNs, export to Loihi, verify bit-exactly."""
-
-
-def user_errors(command: Callable) -> Callable:
-    """Run `command`; a UsageError becomes `error: ...` on stderr and exit code 2 (never a traceback)."""
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except UsageError as err:
-            typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2)
-    return wrapper
 
 
 def _int_list(text: str, name: str) -> List[int]:
@@ -48,9 +152,35 @@ def _defaults():
 _DEF = _defaults()  # option defaults come from the config dataclasses
 
 
+# train's options and the config field each one sets (a resumed run compares the ones given with the checkpoint)
+TRAIN_FIELDS = {
+    "dataset": "data.dataset", "data_dir": "data.data_dir", "arch": "model.arch", "hidden": "model.hidden",
+    "timesteps": "model.timesteps", "encoding": "model.encoding", "method": "tgo.method",
+    "lambda_max": "tgo.lambda_max", "delta": "tgo.delta", "sigma": "tgo.sigma",
+    "noise_at_inference": "neuron.noise_at_inference", "surrogate": "neuron.surrogate", "alpha": "neuron.alpha",
+    "epochs": "optim.epochs", "batch_size": "optim.batch_size", "lr": "optim.lr", "seed": "optim.seed",
+    "width": "model.width", "device": "optim.device", "amp": "optim.amp", "threads": "optim.threads",
+    "adv_train": "adv.kind", "adv_eps": "adv.eps", "adv_steps": "adv.steps"}
+
+
+def _train_config(ctx: typer.Context, out: Path, resume: bool):
+    """The run's config: defaults plus the flags; with --resume, the checkpoint's config plus the flags given."""
+    from train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from train.config import apply_method
+    saved = resume and (out / CHECKPOINT_NAME).is_file()
+    cfg = load_checkpoint(out).config if saved else _defaults()
+    convert = {"hidden": lambda text: _int_list(text, "--hidden"),
+               "data_dir": lambda path: None if path is None else str(path)}
+    for name, field in TRAIN_FIELDS.items():
+        if not saved or ctx.get_parameter_source(name).name != "DEFAULT":
+            section, key = field.split(".")
+            setattr(getattr(cfg, section), key, convert.get(name, lambda v: v)(ctx.params[name]))
+    return apply_method(cfg.validate())
+
+
 @app.command()
-@user_errors
 def train(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoint.pt, config.json, metrics.jsonl."),
     dataset: str = typer.Option(_DEF.data.dataset, help="digits | mnist5k (bundled) | mnist | fashion-mnist | cifar10 | cifar100 (--data-dir)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with torchvision-format files for folder datasets."),
@@ -70,30 +200,25 @@ def train(
     batch_size: int = typer.Option(_DEF.optim.batch_size),
     lr: float = typer.Option(_DEF.optim.lr),
     seed: int = typer.Option(_DEF.optim.seed, help="Seeds weights, shuffling and noise: same seed, same run."),
-    device: str = typer.Option(_DEF.optim.device, help="cpu | cuda | auto."),
-    amp: str = typer.Option(_DEF.optim.amp, help="off | bf16: autocast the synaptic products only (neurons, noise, loss stay float32)."),
+    device: str = typer.Option(_DEF.optim.device, help="cpu | cuda | cuda:N | auto."),
+    amp: str = typer.Option(_DEF.optim.amp, help="off | bf16: autocast the synaptic products only (neurons, noise "
+                                                 "and loss stay float32)."),
+    threads: int = typer.Option(_DEF.optim.threads, help="Torch CPU threads; results depend on the count (0: this "
+                                                       "machine's default). The count used is saved in the config."),
     adv_train: str = typer.Option(_DEF.adv.kind, help="Adversarial training: none | fgsm | pgd."),
     adv_eps: float = typer.Option(_DEF.adv.eps, help="Adversarial training L-inf budget (input units [0, 1])."),
     adv_steps: int = typer.Option(_DEF.adv.steps, help="PGD steps for adversarial training."),
-    resume: bool = typer.Option(False, help="Continue the checkpoint in --out exactly where it stopped."),
+    resume: bool = typer.Option(False, help="Continue the checkpoint in --out exactly where it stopped. Flags given "
+                                            "must match its config; the one allowed change is a longer --epochs "
+                                            "(the cosine schedules then stretch to the new length)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Train a spiking network with TGO (or an ablation) and print its clean accuracy and near-threshold fraction."""
-    from train.config import apply_method
     from train.distributed import main_only
     from train.trainer import train as run_training
-    cfg = _defaults()
-    cfg.data.dataset, cfg.data.data_dir = dataset, None if data_dir is None else str(data_dir)
-    cfg.model.arch, cfg.model.hidden, cfg.model.width = arch, _int_list(hidden, "--hidden"), width
-    cfg.model.timesteps, cfg.model.encoding = timesteps, encoding
-    cfg.tgo.method, cfg.tgo.lambda_max, cfg.tgo.delta, cfg.tgo.sigma = method, lambda_max, delta, sigma
-    cfg.neuron.noise_at_inference, cfg.neuron.surrogate, cfg.neuron.alpha = noise_at_inference, surrogate, alpha
-    cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.lr = epochs, batch_size, lr
-    cfg.optim.seed, cfg.optim.device, cfg.optim.amp = seed, device, amp
-    cfg.adv.kind, cfg.adv.eps, cfg.adv.steps = adv_train, adv_eps, adv_steps
-    cfg.validate()
+    cfg = _train_config(ctx, out, resume)
     echo = main_only(typer.echo)  # under torchrun only rank 0 prints
-    metrics = run_training(apply_method(cfg), out, resume=resume, show_progress=not quiet, log=echo)
+    metrics = run_training(cfg, out, resume=resume, show_progress=not quiet, log=echo)
     echo(f"clean test accuracy {metrics['test_accuracy']:.4f}  near-threshold fraction "
          f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
 
@@ -104,7 +229,6 @@ _ATK, _BUDGET = AttackOptions(), EngineBudget()  # option defaults come from rob
 
 
 @app.command()
-@user_errors
 def attack(
     checkpoints: List[Path] = typer.Argument(..., help="One or more checkpoint.pt files or run folders."),
     attacks: str = typer.Option(_ATK.attacks, help="Comma-separated: fgsm, rfgsm, pgd<steps>, apgd-ce, apgd-dlr, "
@@ -112,7 +236,7 @@ def attack(
     eps: str = typer.Option(_ATK.eps, help="Comma-separated L-inf budgets in input units [0, 1]."),
     n: Optional[int] = typer.Option(_ATK.n, "--n", help="Evaluate the first N test images (default: all)."),
     eot_k: int = typer.Option(_ATK.eot_k, help="Noise draws per gradient/query of eot- attacks (stochastic models)."),
-    seed: int = typer.Option(_ATK.seed, help="Seeds every attack and the scoring noise."),
+    seed: int = typer.Option(_ATK.seed, min=0, max=SEED_MAX, help="Seeds every attack and the scoring noise."),
     surrogates: str = typer.Option(_ATK.surrogates, help="Surrogates the gradient attacks use: own, or name[:alpha] "
                                                          "(superspike, arctan, sigmoid, triangle, ste, ...)."),
     repeats: int = typer.Option(_ATK.repeats, help="Noisy forwards that score each input (stochastic models)."),
@@ -142,7 +266,6 @@ def attack(
 
 
 @app.command("export")
-@user_errors
 def export_command(
     checkpoint: Path = typer.Argument(..., help="Checkpoint file or run folder holding checkpoint.pt."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: model.net, model.onnx, model.nir, export.json."),
@@ -175,7 +298,6 @@ def export_command(
 
 
 @app.command("import")
-@user_errors
 def import_command(
     graph: Path = typer.Argument(..., help="A NIR graph file (e.g. written by Norse's to_nir, or tgo's model.nir)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write: checkpoint.pt and config.json."),
@@ -194,7 +316,6 @@ def import_command(
 
 
 @app.command()
-@user_errors
 def simulate(
     model: Path = typer.Argument(..., help="A .net file: a tgo export, or a lava-dl netx network (input, dense, "
                                            "dense_rec, conv, flatten layers; CUBA/LOIHI, SDNN or RF_IZ neurons; "
@@ -216,9 +337,8 @@ def simulate(
 
 
 @app.command()
-@user_errors
 def hardware(
-    model: Path = typer.Argument(..., help="A .net file (tgo export or any netx dense/conv CUBA network)."),
+    model: Path = typer.Argument(..., help="A .net file (a tgo export or a netx network; see tgo simulate)."),
     profile: str = typer.Option("loihi2", help="Chip profile (export/profiles/*.json)."),
     n: Optional[int] = typer.Option(100, "--n", help="Samples whose hw_sim activity is measured."),
     inputs: Optional[Path] = typer.Option(None, help="Samples .npy (default for tgo files: their test split)."),
@@ -238,7 +358,6 @@ def hardware(
 
 
 @app.command()
-@user_errors
 def verify(
     checkpoint: Path = typer.Argument(..., help="The float model: checkpoint.pt or its run folder."),
     model: Path = typer.Argument(..., help="Its export: model.net, with the export.json written beside it."),
@@ -255,7 +374,7 @@ def verify(
     search_queries: int = typer.Option(_BUDGET.search_queries, help="hw_sim queries per image of the grid search."),
     repeats: int = typer.Option(20, help="Noisy forwards (score seeds) scoring each input."),
     tolerance: float = typer.Option(0.02, help="Allowed robust-accuracy gap, fixed vs float (0.02 = 2 points)."),
-    seed: int = typer.Option(0, help="Seeds attacks, search, choice and scoring."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seeds attacks, search, choice and scoring."),
     allow_unpaired: bool = typer.Option(False, help="Verify a .net without export.json, or exported from another "
                                                     "checkpoint."),
     quiet: bool = typer.Option(False, help="No progress messages."),
@@ -272,7 +391,6 @@ def verify(
 
 
 @app.command()
-@user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for every artifact of the demo."),
     quick: bool = typer.Option(False, help="A tiny version (seconds, for tests): 3 epochs, few samples and attacks."),

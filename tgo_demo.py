@@ -2,23 +2,33 @@
 
 train -> export (.net, ONNX, NIR) -> simulate (hw_sim vs Lava, spike for spike) -> verify (float vs fixed
 point under attack) -> one comparison table and the paper's Figure 4 (distance to threshold, vanilla vs TGO).
-Everything lands in one folder; a run that was interrupted resumes (finished steps are kept).
+Everything lands in one folder. A stage is reused only when the fingerprint of its inputs and settings matches
+the one recorded when it finished (`.stages.json`): a demo with other settings into the same folder redoes what
+they change, and an interrupted training with the same settings resumes.
+Torch threads are pinned (`DemoPlan.threads`), because CPU results depend on the thread count.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
 from robust.options import DEFAULT_SWEEP, DEFAULT_TWIN_SWEEP, EngineBudget
 
 from tgo_files import write_json_atomic, write_text_atomic
-from train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from tgo_provenance import provenance
+from train.checkpoint import CHECKPOINT_NAME, file_sha256, load_checkpoint
 from train.config import ExperimentConfig, apply_method
+
+STAGES_FILE = ".stages.json"
 
 
 @dataclass
@@ -33,6 +43,7 @@ class DemoPlan:
     surrogates: str = DEFAULT_SWEEP
     twin_surrogates: str = DEFAULT_TWIN_SWEEP
     adv_eps: float = 0.1
+    threads: int = 2                 # torch CPU threads, fixed so that the numbers reproduce on other machines
 
     @classmethod
     def quick(cls) -> "DemoPlan":
@@ -46,15 +57,45 @@ def model_configs(plan: DemoPlan) -> Dict[str, ExperimentConfig]:
     for name, method, adv in (("vanilla", "vanilla", "none"), ("tgo+at", "tgo", "pgd")):
         cfg = ExperimentConfig()
         cfg.tgo.method, cfg.optim.epochs, cfg.optim.device = method, plan.epochs, "cpu"
-        cfg.adv.kind, cfg.adv.eps = adv, plan.adv_eps
+        cfg.adv.kind, cfg.adv.eps, cfg.optim.threads = adv, plan.adv_eps, plan.threads
         configs[name] = apply_method(cfg)
     return configs
 
 
-def _step(done: Path, action: Callable[[], None]) -> None:
-    """Run `action` unless `done` exists (a finished step of an earlier, interrupted demo)."""
-    if not done.exists():
+def fingerprint(*parts: object) -> str:
+    """SHA-256 of the JSON of `parts` (file hashes and settings)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Stages:
+    """Fingerprints of finished stages, kept in `out/.stages.json`."""
+
+    def __init__(self, out: Path):
+        self.path = out / STAGES_FILE
+        try:
+            self.done = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except ValueError:
+            self.done = {}
+        self.done = self.done if isinstance(self.done, dict) else {}
+
+    def run(self, name: str, key: str, output: Path, action: Callable[[], None]) -> None:
+        """Run `action` unless stage `name` finished with the same `key` and its `output` still exists."""
+        if self.done.get(name) == key and output.exists():
+            return
+        self.done.pop(name, None)
         action()
+        self.done[name] = key
+        write_json_atomic(self.path, self.done)
+
+
+def _train_stage(cfg: ExperimentConfig, run: Path, show_progress: bool, console: Console) -> None:
+    """Train `cfg` into `run`: resume a checkpoint of exactly this config, else start afresh."""
+    from train.trainer import train
+    ckpt = run / CHECKPOINT_NAME
+    resume = ckpt.exists() and load_checkpoint(run).config.to_dict() == cfg.to_dict()
+    if not resume:
+        shutil.rmtree(run, ignore_errors=True)
+    train(cfg, run, resume=resume, show_progress=show_progress, log=console.print)
 
 
 def run_demo(out: Path, plan: DemoPlan, console: Console, show_progress: bool = True) -> Dict[str, object]:
@@ -62,19 +103,21 @@ def run_demo(out: Path, plan: DemoPlan, console: Console, show_progress: bool = 
     from export.pipeline import export_checkpoint
     from hw_sim.cli import simulate_command
     from robust.verify_command import build_options, run_verify
-    from train.trainer import train
 
+    torch.set_num_threads(plan.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = Stages(out)
     started = time.perf_counter()
     rows: List[Dict[str, object]] = []
     verify_reports: Dict[str, Dict] = {}
     for name, cfg in model_configs(plan).items():
         run, exported, verified = out / name, out / f"{name}-export", out / f"{name}-verify"
         console.rule(f"[bold]{name}[/bold]: train")
-        resume = (run / CHECKPOINT_NAME).exists()
-        if not resume or load_checkpoint(run).epoch < cfg.optim.epochs:
-            train(cfg, run, resume=resume, show_progress=show_progress, log=console.print)
+        stages.run(f"{name}/train", fingerprint(cfg.to_dict()), run / CHECKPOINT_NAME,
+                   lambda: _train_stage(cfg, run, show_progress, console))
         console.rule(f"[bold]{name}[/bold]: export")
-        _step(exported / "export.json", lambda: export_checkpoint(run, exported))
+        stages.run(f"{name}/export", fingerprint(file_sha256(run / CHECKPOINT_NAME)), exported / "export.json",
+                   lambda: export_checkpoint(run, exported))
         console.rule(f"[bold]{name}[/bold]: simulate (hw_sim vs Lava)")
         code = simulate_command(exported / "model.net", None, None, plan.lava_n, "hwsim", True, exported,
                                 256, "cpu", console)
@@ -84,7 +127,8 @@ def run_demo(out: Path, plan: DemoPlan, console: Console, show_progress: bool = 
         report = run_verify(run, exported / "model.net", verified, options, console, show_progress)
         verify_reports[name] = report
         rows.append(_row(name, load_checkpoint(run), report, code == 0))
-    summary = {"rows": rows, "plan": asdict(plan), "seconds": time.perf_counter() - started}
+    summary = {"rows": rows, "plan": asdict(plan), "seconds": time.perf_counter() - started,
+               "provenance": provenance("cpu")}
     write_json_atomic(out / "demo.json", summary)
     write_text_atomic(out / "demo.md", markdown(rows))
     _figure4(verify_reports, out / "demo_potentials.png")

@@ -69,7 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (timings depend on it)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     cases = [("digits MLP 64-128-10", "mlp", [128], (1, 8, 8), 64),
              ("MNIST MLP 784-512-512-10", "mlp", [512, 512], (1, 28, 28), 128),
              ("digits convnet 16-32", "convnet", [16, 32], (1, 8, 8), 64)]

@@ -19,7 +19,8 @@ from export.onnx_export import OPSET, write_onnx
 from export.quantize import quantize
 from hw_sim.netfile import load_net
 from tgo_errors import UsageError
-from tgo_files import atomic_dir, write_json_atomic
+from tgo_files import atomic_dir, check_output_dir, write_json_atomic
+from tgo_provenance import provenance
 from train.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import load_dataset
 
@@ -43,6 +44,7 @@ def _check_out_dir(out_dir: Path, checkpoint: Path) -> None:
     """The output folder is replaced as a whole: refuse anything but a new, empty or earlier export folder."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"output folder '{out_dir}' is a file")
+    check_output_dir(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "export.json").is_file():
         raise UsageError(f"output folder '{out_dir}' holds other files (it would be replaced): choose a new folder")
     if out_dir.resolve() in checkpoint.resolve().parents:
@@ -72,7 +74,8 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, formats: Sequence[str] = 
     export_cfg = {"formats": list(formats), "seed": seed, "input_scale": input_scale, "profile": profile}
     report: Dict[str, object] = {
         "source": {"checkpoint": str(path), "sha256": file_sha256(path), "epoch": ckpt.epoch},
-        "config": {"checkpoint": cfg.to_dict(), "export": export_cfg}, "files": [FILES[f] for f in formats]}
+        "config": {"checkpoint": cfg.to_dict(), "export": export_cfg, "provenance": provenance("cpu")},
+        "files": [FILES[f] for f in formats]}
     qnet = None
     if "net" in formats:
         stage("calibrating and quantizing")

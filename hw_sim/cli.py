@@ -9,8 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
+import re
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -25,6 +24,8 @@ from hw_sim.netfile import NetFile, load_net
 from hw_sim.report import Tally, layer_type
 from hw_sim.simulator import Run, encode_inputs, simulate
 from tgo_errors import UsageError
+from tgo_files import check_output_dir, write_json_atomic
+from tgo_provenance import provenance
 
 BACKENDS = ("hwsim", "lava")
 RESULT_FILE = "simulate.json"
@@ -39,8 +40,12 @@ def simulate_command(model: Path, inputs: Optional[Path], labels: Optional[Path]
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
+    if device != "cpu" and re.fullmatch(r"cuda(:\d+)?", device) is None:
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu")
+    if out is not None:
+        check_output_dir(out)
     net = load_net(model)
     spikes, truth = load_samples(net, inputs, labels, n)
     steps = net.window(spikes.shape[1])
@@ -56,7 +61,7 @@ def simulate_command(model: Path, inputs: Optional[Path], labels: Optional[Path]
             tally, mismatch = _run_hwsim(net, spikes, steps, batch, device, progress, lava_run)
             results["hwsim"] = tally.summary(net, truth)
     report = {"model": str(model), "format": "tgo-net" if net.tgo else "netx", "samples": len(spikes),
-              "steps_per_sample": steps, "backends": results}
+              "steps_per_sample": steps, "backends": results, "provenance": provenance(device)}
     if compare:
         report["compare"] = {"equal": mismatch is None,
                              "first_mismatch": None if mismatch is None else vars(mismatch)}
@@ -69,6 +74,8 @@ def load_samples(net: NetFile, inputs: Optional[Path], labels: Optional[Path],
                  n: Optional[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Input spikes [n, S, *input_shape] int32 and labels [n] (or None), validated against the network."""
     if inputs is None:
+        if labels is not None:
+            raise UsageError("--labels needs --inputs (the test split brings its own labels)")
         return _test_split(net, n)
     x = _load_npy(inputs, "--inputs")
     count = len(x) if x.ndim else 0
@@ -105,16 +112,18 @@ def load_samples(net: NetFile, inputs: Optional[Path], labels: Optional[Path],
 
 def _test_split(net: NetFile, n: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """The test split of the dataset the exported model was trained on (from the file's config_json)."""
-    from train.config import DataConfig
+    from train.config import DataConfig, ExperimentConfig
     from train.data import load_dataset
     if net.tgo is None:
         raise UsageError(f"{net.path} is a plain netx file: give the samples with --inputs FILE.npy")
     try:
-        data_cfg = DataConfig(**json.loads(net.tgo.config_json)["checkpoint"]["data"])
+        data_cfg = ExperimentConfig(data=DataConfig(**json.loads(net.tgo.config_json)["checkpoint"]["data"]))
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{net.path}: its /tgo/config_json names no dataset; give --inputs FILE.npy") from None
-    _check_data_config(net, data_cfg)
-    data = load_dataset(data_cfg)
+    try:
+        data = load_dataset(data_cfg.validate().data)
+    except UsageError as err:
+        raise UsageError(f"{net.path}: its /tgo/config_json: {err}") from None
     if data.test_x[0].numel() != int(np.prod(net.tgo.input_shape)):
         raise UsageError(f"{net.path}: its /tgo/config_json names dataset {data.name!r} of samples "
                          f"{tuple(data.test_x.shape[1:])}, the network takes {net.tgo.input_shape}")
@@ -124,26 +133,11 @@ def _test_split(net: NetFile, n: Optional[int]) -> Tuple[torch.Tensor, torch.Ten
     return encode_inputs(net, data.test_x[:n].to(torch.float64)), data.test_y[:n]
 
 
-def _check_data_config(net: NetFile, cfg) -> None:
-    """Refuse a config_json data section of the wrong types or values (a file is untrusted input)."""
-    where = f"{net.path}: /tgo/config_json data"
-    if not isinstance(cfg.dataset, str) or not (cfg.data_dir is None or isinstance(cfg.data_dir, str)):
-        raise UsageError(f"{where}: 'dataset' and 'data_dir' must be strings")
-    fraction = cfg.test_fraction
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
-        raise UsageError(f"{where}: 'test_fraction' must be a number in (0, 1), got {fraction!r}")
-    seed = cfg.split_seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
-        raise UsageError(f"{where}: 'split_seed' must be an integer in [0, 2^63), got {seed!r}")
-
-
 def write_json(folder: Path, report: Dict) -> Path:
     """Write `report` to folder/simulate.json atomically (temporary file in the same folder, then rename)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".simulate.", suffix=".tmp", delete=False) as f:
-            json.dump(report, f, indent=2)
-        os.replace(f.name, folder / RESULT_FILE)
+        write_json_atomic(folder / RESULT_FILE, report)
     except OSError as err:
         raise UsageError(f"cannot write {folder / RESULT_FILE}: {err}") from None
     return folder / RESULT_FILE

@@ -20,6 +20,8 @@ from robust.report import rich_table, write_report
 from robust.seeded import FloatModel
 from robust.surrogates import parse_surrogates
 from tgo_errors import UsageError
+from tgo_files import check_output_dir
+from tgo_provenance import provenance
 from train.checkpoint import CHECKPOINT_NAME, Checkpoint, file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import Dataset, load_dataset
 from train.trainer import resolve_device
@@ -135,6 +137,7 @@ def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[
     Returns {'results', 'flags', 'status', 'paths'}.
     """
     console = console or _console()
+    check_output_dir(Path(options.out))
     paths = [Path(p) for p in paths]
     attacks, eps_values = parse_attacks(options.attacks), parse_eps(options.eps)
     _check_counts(options)
@@ -147,7 +150,8 @@ def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[
     record = {**asdict(options), "n": n, "eps": eps_values, "attacks": [a.name for a in attacks],
               "surrogates": [s.label for s in surrogates], "dataset": data.name,
               "samples": f"the first {n} images of the test split", "device": str(device),
-              "torch": torch.__version__, "torchattacks": torchattacks.__version__, "python": platform.python_version()}
+              "torch": torch.__version__, "torchattacks": torchattacks.__version__, "python": platform.python_version(),
+              "provenance": provenance(str(device))}
     labels = _labels(paths)
     results, flags, status, adaptive = [], {}, {}, {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

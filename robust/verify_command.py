@@ -16,6 +16,8 @@ from robust.surrogates import parse_surrogates
 from robust.verify import VerifyOptions, refuse_unvouched, verify
 from robust.verify_report import to_report, write_verify_report
 from tgo_errors import UsageError
+from tgo_files import check_output_dir
+from tgo_provenance import provenance
 from train.checkpoint import file_sha256, load_checkpoint, resolve_checkpoint_path
 from train.data import load_dataset
 
@@ -53,18 +55,18 @@ def run_verify(checkpoint: Path, net_path: Path, out: Path, options: VerifyOptio
                console: Optional[Console] = None, show_progress: bool = True) -> Dict[str, Any]:
     """Verify, write verify.json/.md/.png into `out`, print the verdict; returns the report."""
     console = console or Console()
+    check_output_dir(out)
     ckpt = load_checkpoint(checkpoint)
     net = load_net(net_path)
     refuse_unvouched(checkpoint, net_path, ckpt, net, options.allow_unpaired)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output folder '{out}' is a file")
     data = load_dataset(ckpt.config.data)
     log = (lambda msg: console.print(f"[dim]{msg}[/dim]")) if show_progress else (lambda msg: None)
     result = verify(ckpt, net_path, data, options, log=log)
     n = len(result.engine.clean["fixed"])
     settings = {**{k: v for k, v in asdict(options).items() if k not in ("surrogates", "twin_surrogates", "budget")},
                 "budget": asdict(options.budget), "n": n, "surrogates": [s.label for s in options.surrogates],
-                "twin_surrogates": [s.label for s in options.twin_surrogates], "dataset": data.name}
+                "twin_surrogates": [s.label for s in options.twin_surrogates], "dataset": data.name,
+                "provenance": provenance("cpu")}
     sources = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(resolve_checkpoint_path(checkpoint)),
                "net": str(net_path), "net_sha256": file_sha256(net_path)}
     report = to_report(result, settings, sources, measure_flips(net, data.test_x[:n]))

@@ -1,6 +1,7 @@
 """Shared fixtures: small trained digits checkpoints, built once per test session."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,26 @@ def exported_runs(trained_runs, tmp_path_factory) -> dict:
         export_checkpoint(run_dir, target, formats=("net",))
         out[name] = (run_dir, target)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A one-epoch digits MLP (16 hidden, T = 2): a valid checkpoint in seconds, for error-path tests."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    train_quietly(digits_config("tgo", epochs=1, model={"hidden": [16], "timesteps": 2}), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory) -> Path:
+    """`tiny_run` exported (model.net only); returns the model.net path."""
+    from export.pipeline import export_checkpoint
+    target = tmp_path_factory.mktemp("tiny-export") / "out"
+    export_checkpoint(tiny_run, target, formats=("net",))
+    return target / "model.net"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def crash_logs_in_a_temporary_folder(tmp_path_factory):
+    """Internal-error tracebacks that tests provoke go to a temporary folder, not ~/.cache/tgo/crashes."""
+    os.environ["TGO_CRASH_DIR"] = str(tmp_path_factory.mktemp("crashes"))

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -13,6 +16,11 @@ ARCHS = ("mlp", "convnet", "pooled", "vgg11", "wrn16")
 AMP_MODES = ("off", "bf16")  # bf16: autocast the synaptic products only (neurons, noise and loss stay float32)
 ENCODINGS = ("direct", "rate")
 ADV_KINDS = ("none", "fgsm", "pgd")
+DEVICES = ("cpu", "cuda", "auto")         # or cuda:N
+SEED_MAX = (1 << 63) - 1           # torch generators take 64-bit seeds; epoch seeds stay below 2^63
+SPLIT_SEED_MAX = (1 << 32) - 1     # scikit-learn's random_state range
+MAX_EPOCHS, MAX_ADV_STEPS = 1_000_000, 10_000  # beyond these a run never ends: a typo, not a plan
+MAX_THREADS = 4096
 
 
 @dataclass
@@ -71,6 +79,8 @@ class OptimConfig:
     seed: int = 0
     device: str = "auto"                 # cpu | cuda | auto
     amp: str = "off"                     # off | bf16 (synaptic products only; see AMP_MODES)
+    amp: bool = True                     # mixed precision on CUDA only
+    threads: int = 0                     # torch CPU threads; 0 = this machine's default, resolved when training starts
 
 
 @dataclass
@@ -93,12 +103,18 @@ class ExperimentConfig:
         """Rebuild from `to_dict()` output; unknown or missing fields are a UsageError."""
         try:
             return cls(**{name: kind(**raw[name]) for name, kind in _SECTIONS.items()})
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, AttributeError) as err:
             raise UsageError(f"configuration is not a tgo ExperimentConfig ({err})") from None
 
     def validate(self) -> "ExperimentConfig":
-        """Check every value a user can set; raise UsageError naming the first bad one."""
-        n, m, t, a, o = self.neuron, self.model, self.tgo, self.adv, self.optim
+        """Check the whole config (types, finiteness, ranges, names); raise UsageError naming the first bad value.
+
+        The one check for configs from flags, from checkpoints and from files alike.
+        """
+        for name, section in _SECTIONS.items():
+            _check_types(name, getattr(self, name), section)
+        from train.surrogate import SURROGATES  # lazily: the CLI reads the defaults without loading torch
+        d, n, m, t, a, o = self.data, self.neuron, self.model, self.tgo, self.adv, self.optim
         checks = [
             (m.arch in ARCHS, f"unknown architecture '{m.arch}' (choose from {', '.join(ARCHS)})"),
             (m.encoding in ENCODINGS, f"unknown encoding '{m.encoding}' (choose from {', '.join(ENCODINGS)})"),
@@ -106,9 +122,10 @@ class ExperimentConfig:
             (a.kind in ADV_KINDS, f"unknown adversarial training '{a.kind}' (choose from {', '.join(ADV_KINDS)})"),
             (o.amp in AMP_MODES, f"unknown --amp '{o.amp}' (choose from {', '.join(AMP_MODES)})"),
             (m.width >= 1, f"width must be >= 1, got {m.width}"),
+            (n.surrogate in SURROGATES, f"unknown surrogate '{n.surrogate}' (choose from {', '.join(SURROGATES)})"),
             (m.timesteps >= 1, f"timesteps must be >= 1, got {m.timesteps}"),
             (all(h >= 1 for h in m.hidden) and len(m.hidden) >= 1, f"hidden sizes must be >= 1, got {m.hidden}"),
-            (n.sigma >= 0 and t.sigma >= 0, f"sigma must be >= 0, got {t.sigma}"),
+            (n.sigma >= 0 and t.sigma >= 0, f"sigma must be >= 0, got {min(n.sigma, t.sigma)}"),
             (n.v_th > 0, f"v_th must be > 0, got {n.v_th}"),
             (n.alpha > 0, f"surrogate alpha must be > 0, got {n.alpha}"),
             (n.dt > 0 and n.tau_syn_inv > 0 and n.tau_mem_inv > 0, "dt, tau_syn_inv and tau_mem_inv must be > 0"),
@@ -118,18 +135,57 @@ class ExperimentConfig:
             (t.delta > 0, f"delta must be > 0, got {t.delta}"),
             (t.ramp_epochs is None or t.ramp_epochs >= 1, f"ramp_epochs must be >= 1, got {t.ramp_epochs}"),
             (0 <= a.eps <= 1, f"adversarial eps must be in [0, 1], got {a.eps}"),
-            (a.steps >= 1, f"adversarial steps must be >= 1, got {a.steps}"),
-            (o.epochs >= 1, f"epochs must be >= 1, got {o.epochs}"),
+            (1 <= a.steps <= MAX_ADV_STEPS, f"adversarial steps must be in [1, {MAX_ADV_STEPS}], got {a.steps}"),
+            (a.step_size is None or a.step_size > 0, f"adversarial step size must be > 0, got {a.step_size}"),
+            (1 <= o.epochs <= MAX_EPOCHS, f"epochs must be in [1, {MAX_EPOCHS}], got {o.epochs}"),
             (o.batch_size >= 1, f"batch size must be >= 1, got {o.batch_size}"),
             (o.lr > 0, f"learning rate must be > 0, got {o.lr}"),
             (o.weight_decay >= 0, f"weight decay must be >= 0, got {o.weight_decay}"),
-            (o.device in ("cpu", "cuda", "auto"), f"unknown device '{o.device}' (choose cpu, cuda or auto)"),
-            (0 < self.data.test_fraction < 1, f"test fraction must be in (0, 1), got {self.data.test_fraction}"),
+            (0 <= o.seed <= SEED_MAX, f"seed must be in [0, 2^63 - 1], got {o.seed}"),
+            (0 <= o.threads <= MAX_THREADS, f"threads must be in [0, {MAX_THREADS}] (0: this machine's default), "
+                                            f"got {o.threads}"),
+            (o.device in DEVICES or re.fullmatch(r"cuda:\d+", o.device) is not None,
+             f"unknown device '{o.device}' (choose cpu, cuda, cuda:N or auto)"),
+            (0 < d.test_fraction < 1, f"test fraction must be in (0, 1), got {d.test_fraction}"),
+            (0 <= d.split_seed <= SPLIT_SEED_MAX, f"split seed must be in [0, 2^32 - 1], got {d.split_seed}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
         return self
+
+    def differences(self, other: "ExperimentConfig") -> List[str]:
+        """'section.field: mine -> theirs' for every field that differs from `other`."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{section}.{key}: {value!r} -> {theirs[section][key]!r}"
+                for section, values in mine.items() for key, value in values.items()
+                if value != theirs[section][key]]
+
+
+def _type_ok(value: Any, kind: Any) -> bool:
+    """Does `value` (from JSON or flags) fit the annotation `kind`? Floats must be finite; bools are not ints."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Union:
+        return any(_type_ok(value, option) for option in typing.get_args(kind))
+    if origin in (list, List):
+        return isinstance(value, list) and all(_type_ok(v, typing.get_args(kind)[0]) for v in value)
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def _check_types(name: str, section: Any, kind: type) -> None:
+    for key, annotation in typing.get_type_hints(kind).items():
+        value = getattr(section, key)
+        if not _type_ok(value, annotation):
+            what = "a finite number" if annotation is float else str(annotation).replace("typing.", "")
+            raise UsageError(f"{name}.{key} must be {what}, got {value!r}")
 
 
 _SECTIONS = {"data": DataConfig, "neuron": NeuronConfig, "model": ModelConfig,

@@ -37,8 +37,11 @@ class Dataset:
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> Dataset:
     from sklearn.model_selection import train_test_split
-    tr_x, te_x, tr_y, te_y = train_test_split(x, y, test_size=cfg.test_fraction, stratify=y,
-                                              random_state=cfg.split_seed)
+    try:
+        tr_x, te_x, tr_y, te_y = train_test_split(x, y, test_size=cfg.test_fraction, stratify=y,
+                                                  random_state=cfg.split_seed)
+    except ValueError as err:  # a test fraction too small or too large to hold every class
+        raise UsageError(f"test fraction {cfg.test_fraction} cannot split {name} by class ({err})") from None
     as_x = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     as_y = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))
     return Dataset(name, as_x(tr_x), as_y(tr_y), as_x(te_x), as_y(te_y), int(y.max()) + 1)

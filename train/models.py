@@ -11,6 +11,7 @@ but the number format. `wrn16` (the paper's residual net) is training-only: netx
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable, Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 import torch
@@ -104,7 +105,7 @@ def _dense(features: int, widths: Sequence[int], neuron: NeuronConfig) -> Tuple[
 
 def build_mlp(cfg: ModelConfig, neuron: NeuronConfig, input_shape: Sequence[int], classes: int):
     """Flatten -> [Linear -> LIF] per hidden width -> readout."""
-    features = int(torch.tensor(input_shape).prod())
+    features = math.prod(input_shape)
     layers, features = _dense(features, cfg.hidden, neuron)
     return nn.Sequential(TimeDistributed(nn.Flatten()), *layers), nn.Linear(features, classes, bias=False)
 
