@@ -77,9 +77,8 @@ class OptimConfig:
     lr: float = 1e-2
     weight_decay: float = 0.0
     seed: int = 0
-    device: str = "auto"                 # cpu | cuda | auto
+    device: str = "auto"                 # cpu | cuda | cuda:N | auto
     amp: str = "off"                     # off | bf16 (synaptic products only; see AMP_MODES)
-    amp: bool = True                     # mixed precision on CUDA only
     threads: int = 0                     # torch CPU threads; 0 = this machine's default, resolved when training starts
 
 

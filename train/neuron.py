@@ -126,7 +126,10 @@ class NoisyLIF(nn.Module):
         return currents * scale.view(view), (shift * self.bias_gain).view(view)
 
     def forward(self, currents: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(currents.device.type, enabled=False):  # Loihi-exact: at least float32 from here on
+        kind = currents.device.type
+        if kind not in ("cpu", "cuda"):  # e.g. the meta device of a memory estimate: no autocast there
+            return self._run(currents)
+        with torch.autocast(kind, enabled=False):  # Loihi-exact: at least float32 from here on
             low = currents.dtype in (torch.float16, torch.bfloat16)
             return self._run(currents.float() if low else currents)
 
