@@ -312,7 +312,7 @@ def import_command(
     cfg = _defaults()
     cfg.data.dataset, cfg.data.data_dir = dataset, None if data_dir is None else str(data_dir)
     cfg.model.timesteps, cfg.tgo.sigma = timesteps, sigma
-    typer.echo(f"wrote {import_nir(graph, out, cfg, dt)}")
+    typer.echo(f"wrote {import_nir(graph, out, cfg.validate(), dt)}")
 
 
 @app.command()

@@ -226,9 +226,6 @@ def test_fuzzed_net_files_simulate_or_exit_2(tmp_path, mutation, pick, value):
     _simulate_mutated(tmp_path, mutation, pick, value)
 
 
-@pytest.mark.xfail(strict=False, reason="until the sim helper's hardened hw_sim/netfile.py reader lands: "
-                                        "soft-link loops, external links and a group replaced by a scalar "
-                                        "dataset are internal errors (exit 3) today")
 @NET_FUZZ
 @given(mutation=st.sampled_from(["soft-loop", "external", "group-to-scalar"]), pick=st.integers(0, 10 ** 6))
 def test_linked_or_reshaped_net_files_simulate_or_exit_2(tmp_path, mutation, pick):
@@ -240,13 +237,24 @@ def test_linked_or_reshaped_net_files_simulate_or_exit_2(tmp_path, mutation, pic
 BAD = {"int": ["-1", "x", str(2 ** 70)], "float": ["nan", "-inf", "x"], "text": ["", "nope"]}
 
 
-def _base(command: str, run: Path, net: Path, tmp: Path) -> list:
+@pytest.fixture(scope="module")
+def tiny_graph(tiny_run, tmp_path_factory) -> Path:
+    """`tiny_run` exported as a NIR graph (model.nir), for `tgo import`."""
+    from export.pipeline import export_checkpoint
+    target = tmp_path_factory.mktemp("tiny-nir") / "out"
+    export_checkpoint(tiny_run, target, formats=("nir",))
+    return target / "model.nir"
+
+
+def _base(command: str, run: Path, net: Path, graph: Path, tmp: Path) -> list:
     fast = {
         "train": ["-o", str(tmp / "run"), "--epochs", "1", "--hidden", "4", "-T", "1", "--quiet"],
         "attack": [str(run), "--attacks", "fgsm", "--eps", "0.1", "--n", "3", "--surrogates", "own",
                    "--repeats", "1", "--quiet", "-o", str(tmp / "atk")],
         "export": [str(run), "-o", str(tmp / "exp"), "--format", "net", "--quiet"],
         "simulate": [str(net), "--n", "3", "-o", str(tmp / "sim")],
+        "hardware": [str(net), "--n", "3", "-o", str(tmp / "hw")],
+        "import": [str(graph), "-o", str(tmp / "run")],
         "verify": [str(run), str(net), "--attacks", "fgsm", "--eps", "0.0625", "--n", "3", "--lava-n", "0",
                    "--repeats", "1", "--eot-k", "1", "--apgd-steps", "1", "--square-queries", "1", "--quiet",
                    "-o", str(tmp / "ver")],
@@ -276,16 +284,17 @@ class Accepted(UsageError):
 
 
 @pytest.mark.parametrize("command, option, value", list(_bad_cases()))
-def test_every_option_with_a_bad_value_is_refused_or_harmless(tiny_run, tiny_export, tmp_path, monkeypatch,
-                                                              command, option, value):
+def test_every_option_with_a_bad_value_is_refused_or_harmless(tiny_run, tiny_export, tiny_graph, tmp_path,
+                                                              monkeypatch, command, option, value):
     def accepted(*_args, **_kwargs):
         raise Accepted("accepted")
     for work in ("train.trainer._train", "robust.command.evaluate_model", "robust.verify_command.verify"):
         monkeypatch.setattr(work, accepted)
-    result = runner.invoke(app, _base(command, tiny_run, tiny_export, tmp_path) + [option, value])
+    result = runner.invoke(app, _base(command, tiny_run, tiny_export, tiny_graph, tmp_path) + [option, value])
     assert result.exit_code in (0, 1, 2) and "Traceback" not in result.output, result.output
     if result.exit_code == 2:
         _one_line_exit_2(result)
-    if command == "train" and value and option != "--data-dir":  # (bundled datasets ignore --data-dir)
+    # train and import write a run folder: every bad value is refused before it exists
+    if command in ("train", "import") and value and option != "--data-dir":  # (bundled sets ignore --data-dir)
         assert result.exit_code == 2 and "accepted" not in result.output, result.output
         assert not (tmp_path / "run").exists(), result.output

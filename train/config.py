@@ -21,6 +21,7 @@ SEED_MAX = (1 << 63) - 1           # torch generators take 64-bit seeds; epoch s
 SPLIT_SEED_MAX = (1 << 32) - 1     # scikit-learn's random_state range
 MAX_EPOCHS, MAX_ADV_STEPS = 1_000_000, 10_000  # beyond these a run never ends: a typo, not a plan
 MAX_THREADS = 4096
+MAX_WIDTH = 1 << 16  # vgg11 base width: at 2^16 channels its weights alone exceed any device's memory
 
 
 @dataclass
@@ -120,7 +121,7 @@ class ExperimentConfig:
             (t.method in METHODS, f"unknown method '{t.method}' (choose from {', '.join(METHODS)})"),
             (a.kind in ADV_KINDS, f"unknown adversarial training '{a.kind}' (choose from {', '.join(ADV_KINDS)})"),
             (o.amp in AMP_MODES, f"unknown --amp '{o.amp}' (choose from {', '.join(AMP_MODES)})"),
-            (m.width >= 1, f"width must be >= 1, got {m.width}"),
+            (1 <= m.width <= MAX_WIDTH, f"width must be in [1, {MAX_WIDTH}], got {m.width}"),
             (n.surrogate in SURROGATES, f"unknown surrogate '{n.surrogate}' (choose from {', '.join(SURROGATES)})"),
             (m.timesteps >= 1, f"timesteps must be >= 1, got {m.timesteps}"),
             (all(h >= 1 for h in m.hidden) and len(m.hidden) >= 1, f"hidden sizes must be >= 1, got {m.hidden}"),
@@ -145,8 +146,8 @@ class ExperimentConfig:
                                             f"got {o.threads}"),
             (o.device in DEVICES or re.fullmatch(r"cuda:\d+", o.device) is not None,
              f"unknown device '{o.device}' (choose cpu, cuda, cuda:N or auto)"),
-            (0 < d.test_fraction < 1, f"test fraction must be in (0, 1), got {d.test_fraction}"),
-            (0 <= d.split_seed <= SPLIT_SEED_MAX, f"split seed must be in [0, 2^32 - 1], got {d.split_seed}"),
+            (0 < d.test_fraction < 1, f"data 'test_fraction' must be in (0, 1), got {d.test_fraction}"),
+            (0 <= d.split_seed <= SPLIT_SEED_MAX, f"data 'split_seed' must be in [0, 2^32 - 1], got {d.split_seed}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -179,12 +180,25 @@ def _type_ok(value: Any, kind: Any) -> bool:
     return isinstance(value, kind)
 
 
+_KIND_NAMES = {float: "a finite number", int: "an integer", bool: "true or false", str: "a string",
+               type(None): "null"}
+
+
+def _describe(kind: Any) -> str:
+    """A type annotation in words, e.g. Optional[int] -> 'an integer or null'."""
+    if typing.get_origin(kind) is typing.Union:
+        return " or ".join(_describe(option) for option in typing.get_args(kind))
+    if typing.get_origin(kind) in (list, List):
+        return f"a list whose items are each {_describe(typing.get_args(kind)[0])}"
+    return _KIND_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+
+
 def _check_types(name: str, section: Any, kind: type) -> None:
     for key, annotation in typing.get_type_hints(kind).items():
         value = getattr(section, key)
         if not _type_ok(value, annotation):
-            what = "a finite number" if annotation is float else str(annotation).replace("typing.", "")
-            raise UsageError(f"{name}.{key} must be {what}, got {value!r}")
+            raise UsageError(f"{name}.{key} must be {_describe(annotation)}, got {value!r} "
+                             f"(key '{key}' of the config's '{name}' section)")
 
 
 _SECTIONS = {"data": DataConfig, "neuron": NeuronConfig, "model": ModelConfig,

@@ -18,6 +18,7 @@ Never imports Lava.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from tgo_errors import UsageError
+from train.budget import check_memory
 from train.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from train.config import ExperimentConfig, apply_method
 from train.data import Dataset, load_dataset
@@ -163,6 +165,8 @@ def import_graph(graph: nir.NIRGraph, cfg: ExperimentConfig, data: Dataset, dt: 
 
 def import_nir(path: Path, out: Path, cfg: ExperimentConfig, dt: float = 1e-3) -> Path:
     """Read the NIR file at `path`, import it (`import_graph`) and write `out`/checkpoint.pt + config.json."""
+    if not (math.isfinite(dt) and dt > 0):
+        raise UsageError(f"dt (seconds per step) must be finite and > 0, got {dt}")
     if not Path(path).is_file():
         raise UsageError(f"{path}: no such file")
     try:
@@ -171,6 +175,7 @@ def import_nir(path: Path, out: Path, cfg: ExperimentConfig, dt: float = 1e-3) -
         raise UsageError(f"{path}: not a readable NIR graph ({type(err).__name__}: {err})") from None
     data = load_dataset(cfg.data)
     model, cfg = import_graph(graph, cfg, data, dt)
+    check_memory(cfg, data.input_shape, data.num_classes, 1, torch.device("cpu"))  # as loading it will
     target = Path(out) / CHECKPOINT_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target, Checkpoint(cfg, tuple(data.input_shape), data.num_classes, 0, model.state_dict(), None,
