@@ -71,6 +71,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, formats: Sequence[str] = 
     layers = describe_network(model, ckpt.input_shape)
     stage("loading data")
     data = load_dataset(cfg.data)
+    ckpt.check_data(data, checkpoint)
     export_cfg = {"formats": list(formats), "seed": seed, "input_scale": input_scale, "profile": profile}
     report: Dict[str, object] = {
         "source": {"checkpoint": str(path), "sha256": file_sha256(path), "epoch": ckpt.epoch},

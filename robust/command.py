@@ -93,9 +93,7 @@ def load_inputs(paths: Sequence[Path], options: AttackOptions) -> Tuple[List[Che
                                  f"({theirs.dataset} vs {ours.dataset}): evaluate them separately or pass --dataset")
     data = load_dataset(data_cfg)
     for path, ckpt in zip(paths, ckpts):
-        if tuple(ckpt.input_shape) != tuple(data.input_shape) or ckpt.num_classes != data.num_classes:
-            raise UsageError(f"'{path}' expects inputs {tuple(ckpt.input_shape)} with {ckpt.num_classes} classes, "
-                             f"but {data.name} has {tuple(data.input_shape)} with {data.num_classes} classes")
+        ckpt.check_data(data, path)
     if options.n is not None and options.n > len(data.test_x):
         raise UsageError(f"--n {options.n} is larger than the test split of {data.name} ({len(data.test_x)} images)")
     return ckpts, data

@@ -60,6 +60,7 @@ def run_verify(checkpoint: Path, net_path: Path, out: Path, options: VerifyOptio
     net = load_net(net_path)
     refuse_unvouched(checkpoint, net_path, ckpt, net, options.allow_unpaired)
     data = load_dataset(ckpt.config.data)
+    ckpt.check_data(data, checkpoint)
     log = (lambda msg: console.print(f"[dim]{msg}[/dim]")) if show_progress else (lambda msg: None)
     result = verify(ckpt, net_path, data, options, log=log)
     n = len(result.engine.clean["fixed"])

@@ -54,14 +54,16 @@ def test_unmappable_checkpoints_are_refused(trained_runs, tmp_path, config, scal
     _export_fails(run_dir, tmp_path / "out", message)
 
 
-def test_vgg11_batch_norm_is_refused(tmp_path):
+def test_vgg11_on_data_of_another_shape_is_refused(tmp_path):
+    """A vgg11 checkpoint (3x32x32 inputs) whose config names digits (1x8x8): one line naming both shapes."""
     cfg = ExperimentConfig()
-    cfg.model.arch = "vgg11"
+    cfg.model.arch, cfg.model.width = "vgg11", 1
     model = build_model(cfg.model, cfg.neuron, (3, 32, 32), 10)
     (tmp_path / "run").mkdir()
     save_checkpoint(tmp_path / "run" / "checkpoint.pt",
                     Checkpoint(cfg, (3, 32, 32), 10, 1, model.state_dict(), None, None, {}))
-    _export_fails(tmp_path / "run", tmp_path / "out", "body.1 (BatchNorm2d): not mappable to Loihi: batch normalization")
+    _export_fails(tmp_path / "run", tmp_path / "out", "expects inputs (3, 32, 32) with 10 classes, but digits has "
+                                                      "(1, 8, 8)")
 
 
 def _network(*body):
@@ -70,7 +72,7 @@ def _network(*body):
 
 @pytest.mark.parametrize("body, message", [
     ((TimeDistributed(nn.Flatten()), TimeDistributed(nn.Linear(64, 8, bias=False)), NoisyLIF(NeuronConfig()),
-      TimeDistributed(nn.AvgPool1d(1))), "body.3 (AvgPool1d): not mappable to Loihi: netx's reader cannot load pooling"),
+      TimeDistributed(nn.AvgPool1d(1))), "body.3 (AvgPool1d): not mappable to Loihi: netx 0.6.0 cannot load pooling"),
     ((TimeDistributed(nn.Conv2d(1, 8, 3, padding=1, bias=False)), NoisyLIF(NeuronConfig()),
       ResidualBlock(8, 8, 1, NeuronConfig())), "body.2 (ResidualBlock): not mappable to Loihi: a residual sum"),
     ((TimeDistributed(nn.Flatten()), TimeDistributed(nn.Linear(64, 8, bias=True)), NoisyLIF(NeuronConfig())),
@@ -78,7 +80,7 @@ def _network(*body):
     ((TimeDistributed(nn.Flatten()), TimeDistributed(nn.Linear(64, 8, bias=False))),
      "body.1 (Linear): must be followed by a NoisyLIF"),
     ((TimeDistributed(nn.Conv2d(1, 8, 3, groups=1, dilation=2, bias=False)), NoisyLIF(NeuronConfig())),
-     "only plain convolutions"),
+     "body.0 (Conv2d): only convolutions with dilation 1"),
 ])
 def test_layers_netx_cannot_express_are_named(body, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):

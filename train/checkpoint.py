@@ -17,6 +17,7 @@ from tgo_files import atomic_path, strict_json, write_text_atomic
 from tgo_provenance import provenance
 from train.budget import check_memory
 from train.config import ExperimentConfig
+from train.data import Dataset
 from train.models import SpikingNetwork, build_model
 
 FORMAT = "tgo-checkpoint"
@@ -43,6 +44,13 @@ class Checkpoint:
         except RuntimeError as err:
             raise UsageError(f"checkpoint weights do not fit its own config ({str(err).splitlines()[0]})") from None
         return model.to(device)
+
+    def check_data(self, data: Dataset, name: str | Path) -> None:
+        """UsageError unless `data` has the input shape [C, H, W] and class count of this checkpoint's model
+        (`name`: how the user gave the checkpoint)."""
+        if tuple(self.input_shape) != tuple(data.input_shape) or self.num_classes != data.num_classes:
+            raise UsageError(f"'{name}' expects inputs {tuple(self.input_shape)} with {self.num_classes} classes, "
+                             f"but {data.name} has {tuple(data.input_shape)} with {data.num_classes} classes")
 
     def restore_training(self, model: SpikingNetwork, optimizer: torch.optim.Optimizer,
                          scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
