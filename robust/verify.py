@@ -72,8 +72,9 @@ class Verification:
 
 
 def refuse_unvouched(checkpoint: Path, net_path: Path, ckpt: Checkpoint, net: NetFile, allow_unpaired: bool) -> None:
-    """UsageError unless `net_path` was exported from this very checkpoint (export.json's sha256) and both
-    models hold finite numbers only. Without export.json only `allow_unpaired` lets it through."""
+    """UsageError unless `net_path` was exported from this very checkpoint (export.json's sha256). Without
+    export.json only `allow_unpaired` lets it through. (Non-finite weights never get here: `load_checkpoint`
+    and `load_net` refuse them.)"""
     report = Path(net_path).with_name("export.json")
     if not report.is_file():
         if not allow_unpaired:
@@ -88,14 +89,6 @@ def refuse_unvouched(checkpoint: Path, net_path: Path, ckpt: Checkpoint, net: Ne
         if recorded != actual and not allow_unpaired:
             raise UsageError(f"{net_path} was exported from another checkpoint (export.json sha256 "
                              f"{recorded[:12]}..., '{checkpoint}' is {actual[:12]}...): verify a model with its own export")
-    bad = [name for name, p in ckpt.model_state.items() if torch.is_tensor(p) and p.is_floating_point()
-           and not bool(torch.isfinite(p).all())]
-    if bad:
-        raise UsageError(f"'{checkpoint}' has non-finite weights ({', '.join(bad[:3])}): nothing to verify")
-    for layer in net.layers:
-        arrays = [layer.bias] + ([layer.synapse.weight] if layer.synapse is not None else [])
-        if any(not bool(torch.isfinite(torch.as_tensor(a, dtype=torch.float64)).all()) for a in arrays):
-            raise UsageError(f"{net_path}: layer {layer.index} has non-finite weights or biases")
 
 
 def _lava_agreement(net: NetFile, inputs: torch.Tensor) -> Dict[str, object]:

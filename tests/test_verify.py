@@ -158,7 +158,19 @@ def test_non_finite_weights_are_refused(exported_runs, tmp_path):
     state[first][0] = float("nan")
     torch.save(payload, poisoned)
     result = _cli(poisoned, export_dir / "model.net", tmp_path / "v", "--allow-unpaired")
-    assert result.exit_code == 2 and "non-finite weights" in result.output, result.output
+    assert result.exit_code == 2 and f"model entry '{first}' is not finite (NaN or inf)" in result.output, \
+        result.output
+
+    net = tmp_path / "nan.net"
+    shutil.copy(export_dir / "model.net", net)
+    with h5py.File(net, "r+") as handle:
+        values = handle["layer/0/weight"][()].astype("float64")
+        values.flat[0] = float("nan")
+        del handle["layer/0/weight"]
+        handle["layer/0/weight"] = values
+    result = _cli(run_dir, net, tmp_path / "w", "--allow-unpaired")
+    assert result.exit_code == 2 and "must be integers" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_lava_not_run_is_reported_unchecked(exported_runs, tmp_path):
