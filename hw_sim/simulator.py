@@ -12,8 +12,10 @@ dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are in
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import List, Optional, Tuple, Union
+from types import ModuleType
+from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,8 +23,7 @@ import torch
 from hw_sim import memory, prng, products
 from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, UV_LIMIT, wrap_signed24
 from hw_sim.netfile import Conv, Dense, Layer, NetFile, Neuron, ResonatorNeuron, SigmaDeltaNeuron
-from hw_sim.neurons import fused
-from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential
+from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential, cuba_step
 from hw_sim.neurons.ops import EXACT, ExactOps
 from hw_sim.neurons.resonator import ResonatorParams, ResonatorState, rf_iz_step
 from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
@@ -30,6 +31,7 @@ from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigm
 Device = Union[str, torch.device]
 INT32_LIMIT = 1 << 31        # Lava's sigma-delta states are int32
 CPU_CHUNK_ELEMENTS = 1 << 18  # neuron states per batch slice on CPU: 2 MiB per float64 tensor
+_KERNELS = {"triton": True}  # whether plain CUBA layers on CUDA run `hw_sim.neurons.cuba_triton`
 
 
 @dataclass
@@ -85,6 +87,29 @@ def layer_noise(layer: Layer, steps: int, device: Device = "cpu") -> Optional[to
     step = torch.arange(steps, dtype=torch.int64, device=device)[:, None]
     values = prng.gauss_noise(noise.seed, layer.index, neuron, step, noise.sigma)
     return values.reshape(steps, *layer.shape).to(STATE_DTYPE)
+
+
+@contextmanager
+def eager_cuba() -> Iterator[None]:
+    """Inside: CUBA layers run the eager per-step torch code even where the Triton kernel could (checks and
+    benchmarks compare the two)."""
+    saved, _KERNELS["triton"] = _KERNELS["triton"], False
+    try:
+        yield
+    finally:
+        _KERNELS["triton"] = saved
+
+
+def _cuba_kernel(device: torch.device) -> Optional[ModuleType]:
+    """`hw_sim.neurons.cuba_triton` where it runs CUBA layers: on CUDA with Triton installed, outside
+    `eager_cuba()`; else None."""
+    if device.type != "cuda" or not _KERNELS["triton"]:
+        return None
+    try:
+        from hw_sim.neurons import cuba_triton
+    except ImportError:
+        return None
+    return cuba_triton
 
 
 def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, record: bool = False,
@@ -182,8 +207,13 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     spikes[:start].zero_()
     u_all, v_all = (torch.zeros_like(a6), torch.zeros_like(a6)) if keep_v else (None, None)
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
+    kernel = _cuba_kernel(a6.device) if rec_layer is None else None
+    if kernel is not None and a6.is_contiguous():
+        for first, last in ((start, max(start, reset)), (max(start, reset), steps)):  # zero state at each
+            kernel.run_cuba(a6[first:last], spikes[first:last], params, None if noise is None else noise[first:last],
+                            *((u_all[first:last], v_all[first:last]) if keep_v else ()))
+        return spikes, u_all, v_all
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
-    cuba_step = fused.cuba_step_for(a6.device)
     for first in range(0, count, chunk):
         rows = slice(first, first + chunk)
         state = CubaState.zeros(a6[0, rows])
