@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -61,6 +61,14 @@ class Run:
             return None if tensors[0] is None else [torch.cat(layer) for layer in zip(*tensors)]
         return cls(join([r.spikes for r in runs]), torch.cat([r.readout_v for r in runs]),
                    join([r.u for r in runs]), join([r.v for r in runs]))
+
+
+class _Trace(NamedTuple):
+    """One layer over the window, time-major: its output (the next layer's signal), the recorded states (`Run`)."""
+    out: torch.Tensor                       # [steps, N, *shape]
+    u: Optional[torch.Tensor]               # [steps, N, *shape] when kept
+    v: Optional[torch.Tensor]               # [steps, N, *shape] when kept
+    spikes: Optional[torch.Tensor] = None   # [N, steps, *shape] bool, where the Triton kernel wrote them too
 
 
 def encode_inputs(net: NetFile, x: torch.Tensor) -> torch.Tensor:
@@ -153,21 +161,22 @@ def _simulate(net: NetFile, spikes: torch.Tensor, steps: int, lead: int, record:
     exact = STATE_DTYPE if net.input_lag == 0 or max_in >= 2 ** 24 else torch.float32
     signal = torch.zeros((lead + steps, count) + net.input_shape, dtype=exact, device=device)
     signal[lead + net.input_lag:lead + net.input_lag + in_steps] = x
-    traces: List[Tuple[torch.Tensor, ...]] = []
+    traces: List[_Trace] = []
     for layer, offset in zip(net.layers, net.offsets):
         traces.append(_run_layer(layer, signal, max_in, record or layer is net.layers[-1], lead - offset, lead))
-        signal = traces[-1][0]
+        signal = traces[-1].out
         max_in = 1 if layer.neuron.message_bits == 0 else _peak(signal)
 
     def batch_first(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return t[lead:].transpose(0, 1).to(dtype)
 
-    outputs = [batch_first(s, torch.bool if layer.neuron.message_bits == 0 else torch.int64)
-               for (s, _, _), layer in zip(traces, net.layers)]
-    run = Run(outputs, batch_first(traces[-1][2], torch.int64))
+    outputs = [t.spikes[:, lead:] if t.spikes is not None else
+               batch_first(t.out, torch.bool if layer.neuron.message_bits == 0 else torch.int64)
+               for t, layer in zip(traces, net.layers)]
+    run = Run(outputs, batch_first(traces[-1].v, torch.int64))
     if record:
-        run.u = [batch_first(u, torch.int64) for _, u, _ in traces]
-        run.v = [batch_first(v, torch.int64) for _, _, v in traces]
+        run.u = [batch_first(t.u, torch.int64) for t in traces]
+        run.v = [batch_first(t.v, torch.int64) for t in traces]
     return run
 
 
@@ -180,7 +189,7 @@ def _peak(x: torch.Tensor) -> int:
 
 
 def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, start: int = 0,
-               reset: int = 0) -> Tuple[torch.Tensor, ...]:
+               reset: int = 0) -> _Trace:
     """One layer over the window: outputs [steps, N, *shape] (CUBA: 0.0/1.0 float32; sigma-delta: graded
     float64), and the two recorded states (`Run`) when keep_v. The layer runs from step `start` (zero before)
     and a CUBA layer's state is reset to zero at step `reset`."""
@@ -209,10 +218,13 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
     kernel = _cuba_kernel(a6.device) if rec_layer is None else None
     if kernel is not None and a6.is_contiguous():
+        flags = torch.empty((count, steps) + tuple(layer.shape), dtype=torch.bool, device=a6.device)
+        flags[:, :start] = False
         for first, last in ((start, max(start, reset)), (max(start, reset), steps)):  # zero state at each
             kernel.run_cuba(a6[first:last], spikes[first:last], params, None if noise is None else noise[first:last],
-                            *((u_all[first:last], v_all[first:last]) if keep_v else ()))
-        return spikes, u_all, v_all
+                            *((u_all[first:last], v_all[first:last]) if keep_v else (None, None)),
+                            flags[:, first:last])
+        return _Trace(spikes, u_all, v_all, flags)
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
     for first in range(0, count, chunk):
         rows = slice(first, first + chunk)
@@ -228,11 +240,11 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
             _, state = cuba_step(state, a6_j, params, ops, None if noise is None else noise[j], spikes[j, rows])
             if keep_v:
                 u_all[j, rows], v_all[j, rows] = state.u, state.v
-    return spikes, u_all, v_all
+    return _Trace(spikes, u_all, v_all)
 
 
 def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool,
-                     start: int) -> Tuple[torch.Tensor, ...]:
+                     start: int) -> _Trace:
     """A sigma-delta layer from step `start` (zero before): graded outputs [steps, N, *shape] float64, sigma
     and act."""
     a = _synaptic_input(layer, signal, max_in, 1)[0].to(STATE_DTYPE)
@@ -248,11 +260,11 @@ def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bo
                              f"wraps silently; hw_sim does not emulate that")
         if keep_v:
             sigma_all[j], act_all[j] = state.sigma, state.act if params.kind != "sigma" else state.sigma
-    return out, sigma_all, act_all
+    return _Trace(out, sigma_all, act_all)
 
 
 def _run_resonator(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool,
-                   start: int) -> Tuple[torch.Tensor, ...]:
+                   start: int) -> _Trace:
     """An RF_IZ layer behind complex weights from step `start` (zero before): spikes [steps, N, *shape] 0.0/1.0
     float32, real and imag."""
     a_real = _synaptic_input(layer, signal, max_in, 1)[0].to(STATE_DTYPE)
@@ -268,7 +280,7 @@ def _run_resonator(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool
         spikes[j] = z
         if keep_v:
             real_all[j], imag_all[j] = state.real, state.imag
-    return spikes, real_all, imag_all
+    return _Trace(spikes, real_all, imag_all)
 
 
 def pre_spike_potentials(layer: Layer, u: torch.Tensor, v: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,8 @@ def kernel(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     from triton.runtime import interpreter
     import triton.language as tl
-    for name, dtype in (("get_double_ty", tl.float64), ("get_int32_ty", tl.int32)):  # missing from 2.3's
+    for name, dtype in (("get_double_ty", tl.float64), ("get_int32_ty", tl.int32),
+                        ("get_int8_ty", tl.uint8)):  # missing from 2.3's
         if not hasattr(interpreter.Builder, name):  # interpreter (casts to them fail there, not on a GPU)
             monkeypatch.setattr(interpreter.Builder, name, lambda self, dtype=dtype: dtype, raising=False)
     from hw_sim.neurons import cuba_triton

@@ -24,12 +24,13 @@ BLOCK = 1024  # neurons (of the flattened [batch * layer size] rows) per program
 
 
 @triton.jit
-def _cuba_kernel(a_ptr, spikes_ptr, u_ptr, v_ptr, bias_ptr, noise_ptr, steps, rows, size,
+def _cuba_kernel(a_ptr, spikes_ptr, u_ptr, v_ptr, bias_ptr, noise_ptr, flags_ptr, steps, rows, size, flags_stride,
                  u_keep, v_keep, threshold,
                  WRAP: tl.constexpr, SATURATE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr,
-                 RECORD: tl.constexpr, BLOCK_SIZE: tl.constexpr):
-    """Steps 0..steps-1 from zero state for neurons [pid * BLOCK_SIZE, ...) of `rows`; arrays [steps, rows]
-    (noise [steps, size]); u_keep, v_keep: 4096 - decay; threshold: vth << 6."""
+                 RECORD: tl.constexpr, FLAGS: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+    # Steps 0..steps-1 from zero state for neurons [pid * BLOCK_SIZE, ...) of `rows`; arrays [steps, rows]
+    # (noise [steps, size]; flags [N, steps, size] with N's stride flags_stride); u_keep, v_keep: 4096 - decay;
+    # threshold: vth << 6.
     offs = (tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)).to(tl.int64)
     mask = offs < rows
     neuron = offs % size
@@ -40,6 +41,7 @@ def _cuba_kernel(a_ptr, spikes_ptr, u_ptr, v_ptr, bias_ptr, noise_ptr, steps, ro
         bias = tl.load(bias_ptr + neuron, mask=mask, other=0).to(tl.int64)
     index = offs
     noise_index = neuron
+    flags_index = (offs // size) * flags_stride + neuron
     for _ in range(steps):
         a = tl.load(a_ptr + index, mask=mask, other=0).to(tl.int64)
         product = u * u_keep  # trunc(product / 4096): Lava's int64 product >> 12 toward zero
@@ -65,18 +67,24 @@ def _cuba_kernel(a_ptr, spikes_ptr, u_ptr, v_ptr, bias_ptr, noise_ptr, steps, ro
         if RECORD:
             tl.store(u_ptr + index, u.to(u_ptr.dtype.element_ty), mask=mask)
             tl.store(v_ptr + index, v.to(v_ptr.dtype.element_ty), mask=mask)
+        if FLAGS:
+            tl.store(flags_ptr + flags_index, fired.to(tl.uint8), mask=mask)
         index += rows
+        flags_index += size
         noise_index += size
 
 
 def run_cuba(a6: torch.Tensor, spikes: torch.Tensor, params: CubaParams, noise: Optional[torch.Tensor],
-             u_all: Optional[torch.Tensor] = None, v_all: Optional[torch.Tensor] = None) -> None:
+             u_all: Optional[torch.Tensor] = None, v_all: Optional[torch.Tensor] = None,
+             flags: Optional[torch.Tensor] = None) -> None:
     """A CUBA layer over all steps of `a6` from zero state, in place.
 
     a6: [steps, N, *shape] synaptic input << 6 (state units), float32 or float64 integers, contiguous.
     spikes: like a6, float32, contiguous (may be a6 itself: each value is read before it is overwritten);
         receives the spikes as 0.0/1.0. noise: [steps, *shape] threshold noise in state units, or None.
     u_all, v_all: like a6, contiguous, receive u and v (after the reset) when given (both or neither).
+    flags: [N, steps, *shape] bool, each sample's steps contiguous (a step slice of a larger tensor will do),
+        receives the spikes batch-first when given (`simulator.Run`'s layout, without a transposing copy).
     """
     if a6.numel() == 0:
         return
@@ -88,6 +96,7 @@ def run_cuba(a6: torch.Tensor, spikes: torch.Tensor, params: CubaParams, noise: 
     _cuba_kernel[(triton.cdiv(rows, BLOCK),)](
         a6, spikes, u_all if record else spikes, v_all if record else spikes,
         a6 if params.bias is None else params.bias.contiguous(), a6 if noise is None else noise.contiguous(),
-        steps, rows, size, u_keep, v_keep, int(params.threshold),
+        spikes if flags is None else flags.view(torch.uint8), steps, rows, size, 0 if flags is None else flags.stride(0),
+        u_keep, v_keep, int(params.threshold),
         WRAP=params.wrap, SATURATE=params.saturate, HAS_BIAS=params.bias is not None,
-        HAS_NOISE=noise is not None, RECORD=record, BLOCK_SIZE=BLOCK)
+        HAS_NOISE=noise is not None, RECORD=record, FLAGS=flags is not None, BLOCK_SIZE=BLOCK)
