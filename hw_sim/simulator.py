@@ -199,7 +199,10 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
         return _run_resonator(layer, signal, max_in, keep_v, start)
     steps, count = signal.shape[:2]
     start = max(start, 0)  # all-CUBA networks have no lead: steps before 0 would be reset anyway
-    a6, bound = _synaptic_input(layer, signal, max_in, 1 << STATE_SHIFT)
+    kernel = _cuba_kernel(signal.device) if layer.recurrent is None else None
+    # the kernel shifts a netx input layer's values itself, saving a pass over the largest signal
+    a_scale = 1 << STATE_SHIFT if kernel is not None and layer.synapse is None and signal.is_contiguous() else 1
+    a6, bound = _synaptic_input(layer, signal, max_in, (1 << STATE_SHIFT) // a_scale)
     rec_layer = None
     if layer.recurrent is not None:
         rec_layer = replace(layer, synapse=Dense(layer.recurrent), recurrent=None, spread=None, binary_input=False)
@@ -207,7 +210,7 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     bias = torch.as_tensor(layer.bias, device=a6.device)
     params = cuba_params(layer.neuron, bias, bound, steps)
     if rec_layer is None and (params.wrap or params.saturate):  # the bound may be loose: use the actual peak
-        params = cuba_params(layer.neuron, bias, _peak(a6) >> STATE_SHIFT, steps)
+        params = cuba_params(layer.neuron, bias, _peak(a6) * a_scale >> STATE_SHIFT, steps)
     noise = layer_noise(layer, steps, a6.device)
     # exact 0/1, ready for the next matmul; written over the float32 input where that is no longer needed (each
     # step's input is read before its spikes are written, and u is recorded from the input when it is not decayed)
@@ -216,14 +219,13 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     spikes[:start].zero_()
     u_all, v_all = (torch.zeros_like(a6), torch.zeros_like(a6)) if keep_v else (None, None)
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
-    kernel = _cuba_kernel(a6.device) if rec_layer is None else None
-    if kernel is not None and a6.is_contiguous():
+    if kernel is not None and a6.is_contiguous():  # always so where a_scale > 1
         flags = torch.empty((count, steps) + tuple(layer.shape), dtype=torch.bool, device=a6.device)
         flags[:, :start] = False
         for first, last in ((start, max(start, reset)), (max(start, reset), steps)):  # zero state at each
             kernel.run_cuba(a6[first:last], spikes[first:last], params, None if noise is None else noise[first:last],
                             *((u_all[first:last], v_all[first:last]) if keep_v else (None, None)),
-                            flags[:, first:last])
+                            flags[:, first:last], a_scale)
         return _Trace(spikes, u_all, v_all, flags)
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
     for first in range(0, count, chunk):

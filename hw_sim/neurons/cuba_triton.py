@@ -25,7 +25,7 @@ BLOCK = 1024  # neurons (of the flattened [batch * layer size] rows) per program
 
 @triton.jit
 def _cuba_kernel(a_ptr, spikes_ptr, u_ptr, v_ptr, bias_ptr, noise_ptr, flags_ptr, steps, rows, size, flags_stride,
-                 u_keep, v_keep, threshold,
+                 a_scale, u_keep, v_keep, threshold,
                  WRAP: tl.constexpr, SATURATE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr,
                  RECORD: tl.constexpr, FLAGS: tl.constexpr, BLOCK_SIZE: tl.constexpr):
     # Steps 0..steps-1 from zero state for neurons [pid * BLOCK_SIZE, ...) of `rows`; arrays [steps, rows]
@@ -43,7 +43,7 @@ def _cuba_kernel(a_ptr, spikes_ptr, u_ptr, v_ptr, bias_ptr, noise_ptr, flags_ptr
     noise_index = neuron
     flags_index = (offs // size) * flags_stride + neuron
     for _ in range(steps):
-        a = tl.load(a_ptr + index, mask=mask, other=0).to(tl.int64)
+        a = tl.load(a_ptr + index, mask=mask, other=0).to(tl.int64) * a_scale
         product = u * u_keep  # trunc(product / 4096): Lava's int64 product >> 12 toward zero
         shifted = tl.where(product < 0, -product, product) >> 12
         u = tl.where(product < 0, -shifted, shifted) + a
@@ -76,10 +76,11 @@ def _cuba_kernel(a_ptr, spikes_ptr, u_ptr, v_ptr, bias_ptr, noise_ptr, flags_ptr
 
 def run_cuba(a6: torch.Tensor, spikes: torch.Tensor, params: CubaParams, noise: Optional[torch.Tensor],
              u_all: Optional[torch.Tensor] = None, v_all: Optional[torch.Tensor] = None,
-             flags: Optional[torch.Tensor] = None) -> None:
+             flags: Optional[torch.Tensor] = None, a_scale: int = 1) -> None:
     """A CUBA layer over all steps of `a6` from zero state, in place.
 
-    a6: [steps, N, *shape] synaptic input << 6 (state units), float32 or float64 integers, contiguous.
+    a6: [steps, N, *shape] synaptic input << 6 (state units) divided by a_scale (1, or 64 for file units),
+        float32 or float64 integers, contiguous.
     spikes: like a6, float32, contiguous (may be a6 itself: each value is read before it is overwritten);
         receives the spikes as 0.0/1.0. noise: [steps, *shape] threshold noise in state units, or None.
     u_all, v_all: like a6, contiguous, receive u and v (after the reset) when given (both or neither).
@@ -97,6 +98,6 @@ def run_cuba(a6: torch.Tensor, spikes: torch.Tensor, params: CubaParams, noise: 
         a6, spikes, u_all if record else spikes, v_all if record else spikes,
         a6 if params.bias is None else params.bias.contiguous(), a6 if noise is None else noise.contiguous(),
         spikes if flags is None else flags.view(torch.uint8), steps, rows, size, 0 if flags is None else flags.stride(0),
-        u_keep, v_keep, int(params.threshold),
+        a_scale, u_keep, v_keep, int(params.threshold),
         WRAP=params.wrap, SATURATE=params.saturate, HAS_BIAS=params.bias is not None,
         HAS_NOISE=noise is not None, RECORD=record, FLAGS=flags is not None, BLOCK_SIZE=BLOCK)
