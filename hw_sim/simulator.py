@@ -3,8 +3,10 @@
 Layers feed forward, so the network runs layer by layer over all steps of the sample window at once:
 the synaptic input of every step is one matrix product (or convolution) over [steps * batch] rows, then the
 neuron step (`hw_sim.neurons`) loops over the steps; a recurrent (`dense_rec`) layer adds its own previous
-step's spikes inside that loop. Within a window layer k reads layer k-1's output of the same local step (the
-Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`; unequal delays shift within it).
+step's spikes inside that loop. On CUDA, a CUBA layer without recurrence runs that loop in one Triton kernel
+(`hw_sim.neurons.cuba_triton`), bit-exact with the per-step code. Within a window layer k reads layer k-1's
+output of the same local step (the Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`;
+unequal delays shift within it).
 
 All values are integers. Synaptic sums run in floating point, exact by a bound on every partial sum: the
 dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are integers held in float64

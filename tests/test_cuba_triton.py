@@ -1,18 +1,20 @@
 """The Triton CUBA kernel (`hw_sim.neurons.cuba_triton`) equals the eager step bit for bit, run on CPU tensors
 under Triton's interpreter: random layers covering wrap, saturation, noise, bias and decays 0 and 4096, and
-lava-dl's mnist.net through `simulate`."""
+lava-dl's mnist.net and small tgo nets (a stochastic conv layer, delays) through `simulate`."""
 import importlib
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import pytest
 import torch
 
 from hw_sim import simulator
 from hw_sim.fixed_point import UV_LIMIT
-from hw_sim.netfile import DECAY_UNITY, Neuron, load_net
+from hw_sim.netfile import DECAY_UNITY, NetFile, Neuron, load_net
 from hw_sim.neurons.cuba import CubaParams, CubaState, cuba_params, cuba_step
 from hw_sim.neurons.ops import ExactOps
+from hw_sim.simulator import encode_inputs
+from tests.hw_sim_nets import random_images, tgo_convnet, tgo_mlp
 
 pytest.importorskip("triton")
 MNIST = Path(pytest.importorskip("lava.lib.dl.netx").__file__).parents[4] / "tests/lava/lib/dl/netx/mnist.net"
@@ -77,11 +79,25 @@ def test_kernel_equals_eager_step(kernel, case):
     assert torch.equal(out, spikes) and torch.equal(out_u, u) and torch.equal(out_v, v)
 
 
-def test_simulate_on_mnist_uses_the_kernel_bit_exactly(kernel, monkeypatch):
+def _mnist(tmp_path: Path) -> Tuple[NetFile, torch.Tensor]:
     net = load_net(MNIST)
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 300, (3, 8, *net.input_shape), generator=gen, dtype=torch.int32)  # graded, as netx's
-    x *= torch.rand(x.shape, generator=gen) < 0.3  # own tests feed it
+    return net, x * (torch.rand(x.shape, generator=gen) < 0.3)  # own tests feed it
+
+
+def _tgo(net: NetFile) -> Tuple[NetFile, torch.Tensor]:
+    return net, encode_inputs(net, torch.from_numpy(random_images(3, net.tgo.input_shape)))
+
+
+NETS = {"mnist.net": _mnist,
+        "stochastic convnet": lambda tmp: _tgo(load_net(tgo_convnet(tmp / "conv.net", sigma=3000))),
+        "mlp with delays": lambda tmp: _tgo(load_net(tgo_mlp(tmp / "mlp.net", delay=2)))}
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_simulate_uses_the_kernel_bit_exactly(kernel, monkeypatch, tmp_path, name):
+    net, x = NETS[name](tmp_path)
     eager = simulator.simulate(net, x, record=True)
     calls = []
     monkeypatch.setattr(simulator, "_cuba_kernel", lambda device: calls.append(device) or kernel)
