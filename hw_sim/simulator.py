@@ -3,8 +3,10 @@
 Layers feed forward, so the network runs layer by layer over all steps of the sample window at once:
 the synaptic input of every step is one matrix product (or convolution) over [steps * batch] rows, then the
 neuron step (`hw_sim.neurons`) loops over the steps; a recurrent (`dense_rec`) layer adds its own previous
-step's spikes inside that loop. Within a window layer k reads layer k-1's output of the same local step (the
-Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`; unequal delays shift within it).
+step's spikes inside that loop. On CUDA, a CUBA layer without recurrence runs that loop in one Triton kernel
+(`hw_sim.neurons.cuba_triton`), bit-exact with the per-step code. Within a window layer k reads layer k-1's
+output of the same local step (the Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`;
+unequal delays shift within it).
 
 All values are integers. Synaptic sums run in floating point, exact by a bound on every partial sum: the
 dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are integers held in float64
@@ -12,8 +14,10 @@ dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are in
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import List, Optional, Tuple, Union
+from types import ModuleType
+from typing import Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,8 +25,7 @@ import torch
 from hw_sim import memory, prng, products
 from hw_sim.fixed_point import STATE_DTYPE, STATE_SHIFT, UV_LIMIT, wrap_signed24
 from hw_sim.netfile import Conv, Dense, Layer, NetFile, Neuron, ResonatorNeuron, SigmaDeltaNeuron
-from hw_sim.neurons import fused
-from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential
+from hw_sim.neurons.cuba import CubaState, cuba_params, cuba_potential, cuba_step
 from hw_sim.neurons.ops import EXACT, ExactOps
 from hw_sim.neurons.resonator import ResonatorParams, ResonatorState, rf_iz_step
 from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
@@ -30,6 +33,7 @@ from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigm
 Device = Union[str, torch.device]
 INT32_LIMIT = 1 << 31        # Lava's sigma-delta states are int32
 CPU_CHUNK_ELEMENTS = 1 << 18  # neuron states per batch slice on CPU: 2 MiB per float64 tensor
+_KERNELS = {"triton": True}  # whether plain CUBA layers on CUDA run `hw_sim.neurons.cuba_triton`
 
 
 @dataclass
@@ -61,6 +65,14 @@ class Run:
                    join([r.u for r in runs]), join([r.v for r in runs]))
 
 
+class _Trace(NamedTuple):
+    """One layer over the window, time-major: its output (the next layer's signal), the recorded states (`Run`)."""
+    out: torch.Tensor                       # [steps, N, *shape]
+    u: Optional[torch.Tensor]               # [steps, N, *shape] when kept
+    v: Optional[torch.Tensor]               # [steps, N, *shape] when kept
+    spikes: Optional[torch.Tensor] = None   # [N, steps, *shape] bool, where the Triton kernel wrote them too
+
+
 def encode_inputs(net: NetFile, x: torch.Tensor) -> torch.Tensor:
     """Graded input spikes of a tgo file: round(clip(x, 0, 1) * Q) for T steps.
 
@@ -85,6 +97,29 @@ def layer_noise(layer: Layer, steps: int, device: Device = "cpu") -> Optional[to
     step = torch.arange(steps, dtype=torch.int64, device=device)[:, None]
     values = prng.gauss_noise(noise.seed, layer.index, neuron, step, noise.sigma)
     return values.reshape(steps, *layer.shape).to(STATE_DTYPE)
+
+
+@contextmanager
+def eager_cuba() -> Iterator[None]:
+    """Inside: CUBA layers run the eager per-step torch code even where the Triton kernel could (checks and
+    benchmarks compare the two)."""
+    saved, _KERNELS["triton"] = _KERNELS["triton"], False
+    try:
+        yield
+    finally:
+        _KERNELS["triton"] = saved
+
+
+def _cuba_kernel(device: torch.device) -> Optional[ModuleType]:
+    """`hw_sim.neurons.cuba_triton` where it runs CUBA layers: on CUDA with Triton installed, outside
+    `eager_cuba()`; else None."""
+    if device.type != "cuda" or not _KERNELS["triton"]:
+        return None
+    try:
+        from hw_sim.neurons import cuba_triton
+    except ImportError:
+        return None
+    return cuba_triton
 
 
 def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, record: bool = False,
@@ -128,21 +163,22 @@ def _simulate(net: NetFile, spikes: torch.Tensor, steps: int, lead: int, record:
     exact = STATE_DTYPE if net.input_lag == 0 or max_in >= 2 ** 24 else torch.float32
     signal = torch.zeros((lead + steps, count) + net.input_shape, dtype=exact, device=device)
     signal[lead + net.input_lag:lead + net.input_lag + in_steps] = x
-    traces: List[Tuple[torch.Tensor, ...]] = []
+    traces: List[_Trace] = []
     for layer, offset in zip(net.layers, net.offsets):
         traces.append(_run_layer(layer, signal, max_in, record or layer is net.layers[-1], lead - offset, lead))
-        signal = traces[-1][0]
+        signal = traces[-1].out
         max_in = 1 if layer.neuron.message_bits == 0 else _peak(signal)
 
     def batch_first(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return t[lead:].transpose(0, 1).to(dtype)
 
-    outputs = [batch_first(s, torch.bool if layer.neuron.message_bits == 0 else torch.int64)
-               for (s, _, _), layer in zip(traces, net.layers)]
-    run = Run(outputs, batch_first(traces[-1][2], torch.int64))
+    outputs = [t.spikes[:, lead:] if t.spikes is not None else
+               batch_first(t.out, torch.bool if layer.neuron.message_bits == 0 else torch.int64)
+               for t, layer in zip(traces, net.layers)]
+    run = Run(outputs, batch_first(traces[-1].v, torch.int64))
     if record:
-        run.u = [batch_first(u, torch.int64) for _, u, _ in traces]
-        run.v = [batch_first(v, torch.int64) for _, _, v in traces]
+        run.u = [batch_first(t.u, torch.int64) for t in traces]
+        run.v = [batch_first(t.v, torch.int64) for t in traces]
     return run
 
 
@@ -155,7 +191,7 @@ def _peak(x: torch.Tensor) -> int:
 
 
 def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, start: int = 0,
-               reset: int = 0) -> Tuple[torch.Tensor, ...]:
+               reset: int = 0) -> _Trace:
     """One layer over the window: outputs [steps, N, *shape] (CUBA: 0.0/1.0 float32; sigma-delta: graded
     float64), and the two recorded states (`Run`) when keep_v. The layer runs from step `start` (zero before)
     and a CUBA layer's state is reset to zero at step `reset`."""
@@ -165,7 +201,10 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
         return _run_resonator(layer, signal, max_in, keep_v, start)
     steps, count = signal.shape[:2]
     start = max(start, 0)  # all-CUBA networks have no lead: steps before 0 would be reset anyway
-    a6, bound = _synaptic_input(layer, signal, max_in, 1 << STATE_SHIFT)
+    kernel = _cuba_kernel(signal.device) if layer.recurrent is None else None
+    # the kernel shifts a netx input layer's values itself, saving a pass over the largest signal
+    a_scale = 1 << STATE_SHIFT if kernel is not None and layer.synapse is None and signal.is_contiguous() else 1
+    a6, bound = _synaptic_input(layer, signal, max_in, (1 << STATE_SHIFT) // a_scale)
     rec_layer = None
     if layer.recurrent is not None:
         rec_layer = replace(layer, synapse=Dense(layer.recurrent), recurrent=None, spread=None, binary_input=False)
@@ -173,7 +212,7 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     bias = torch.as_tensor(layer.bias, device=a6.device)
     params = cuba_params(layer.neuron, bias, bound, steps)
     if rec_layer is None and (params.wrap or params.saturate):  # the bound may be loose: use the actual peak
-        params = cuba_params(layer.neuron, bias, _peak(a6) >> STATE_SHIFT, steps)
+        params = cuba_params(layer.neuron, bias, _peak(a6) * a_scale >> STATE_SHIFT, steps)
     noise = layer_noise(layer, steps, a6.device)
     # exact 0/1, ready for the next matmul; written over the float32 input where that is no longer needed (each
     # step's input is read before its spikes are written, and u is recorded from the input when it is not decayed)
@@ -182,8 +221,15 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     spikes[:start].zero_()
     u_all, v_all = (torch.zeros_like(a6), torch.zeros_like(a6)) if keep_v else (None, None)
     # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
+    if kernel is not None and a6.is_contiguous():  # always so where a_scale > 1
+        flags = torch.empty((count, steps) + tuple(layer.shape), dtype=torch.bool, device=a6.device)
+        flags[:, :start] = False
+        for first, last in ((start, max(start, reset)), (max(start, reset), steps)):  # zero state at each
+            kernel.run_cuba(a6[first:last], spikes[first:last], params, None if noise is None else noise[first:last],
+                            *((u_all[first:last], v_all[first:last]) if keep_v else (None, None)),
+                            flags[:, first:last], a_scale)
+        return _Trace(spikes, u_all, v_all, flags)
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
-    cuba_step = fused.cuba_step_for(a6.device)
     for first in range(0, count, chunk):
         rows = slice(first, first + chunk)
         state = CubaState.zeros(a6[0, rows])
@@ -198,11 +244,11 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
             _, state = cuba_step(state, a6_j, params, ops, None if noise is None else noise[j], spikes[j, rows])
             if keep_v:
                 u_all[j, rows], v_all[j, rows] = state.u, state.v
-    return spikes, u_all, v_all
+    return _Trace(spikes, u_all, v_all)
 
 
 def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool,
-                     start: int) -> Tuple[torch.Tensor, ...]:
+                     start: int) -> _Trace:
     """A sigma-delta layer from step `start` (zero before): graded outputs [steps, N, *shape] float64, sigma
     and act."""
     a = _synaptic_input(layer, signal, max_in, 1)[0].to(STATE_DTYPE)
@@ -218,11 +264,11 @@ def _run_sigma_delta(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bo
                              f"wraps silently; hw_sim does not emulate that")
         if keep_v:
             sigma_all[j], act_all[j] = state.sigma, state.act if params.kind != "sigma" else state.sigma
-    return out, sigma_all, act_all
+    return _Trace(out, sigma_all, act_all)
 
 
 def _run_resonator(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool,
-                   start: int) -> Tuple[torch.Tensor, ...]:
+                   start: int) -> _Trace:
     """An RF_IZ layer behind complex weights from step `start` (zero before): spikes [steps, N, *shape] 0.0/1.0
     float32, real and imag."""
     a_real = _synaptic_input(layer, signal, max_in, 1)[0].to(STATE_DTYPE)
@@ -238,7 +284,7 @@ def _run_resonator(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool
         spikes[j] = z
         if keep_v:
             real_all[j], imag_all[j] = state.real, state.imag
-    return spikes, real_all, imag_all
+    return _Trace(spikes, real_all, imag_all)
 
 
 def pre_spike_potentials(layer: Layer, u: torch.Tensor, v: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,8 @@ def test_gpu_check_runs_on_the_cpu_without_lava_and_finds_everything_equal():
                "--device", "cpu", "--batch", "16", "--check-batch", "4", "--repeats", "1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "bit-equality on 4 samples: OK" in result.stdout
+    assert "bit-equality with the CPU on 4 samples" in result.stdout
+    assert result.stdout.count("bit-equal to the CPU") == 2  # both eager rows (no Triton kernel on the CPU)
+    assert "Triton CUBA kernel: not on cpu" in result.stdout
     assert result.stdout.count(", exact") == 2
     assert result.stdout.strip().endswith("verdict: all equal")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hw_sim.netfile import load_net
-from hw_sim.neurons import cuba, fused
+from hw_sim.neurons import cuba
 from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
 from hw_sim.simulator import encode_inputs, logits, pre_spike_potentials, simulate
 from robust.twin import QuantizedTwin
@@ -86,11 +86,3 @@ def test_pre_spike_potentials_are_the_steps_potential(tmp_path):
         assert run.spikes[k].any()
         assert bool((before[run.spikes[k]] > layer.neuron.vth_mant << 6).all())
         assert torch.equal(before[~run.spikes[k]], run.v[k][~run.spikes[k]])
-
-
-def test_fused_step_is_opt_in_and_cuda_only():
-    cpu = torch.device("cpu")
-    assert fused.cuba_step_for(cpu) is cuba.cuba_step
-    with fused.enabled():
-        assert fused.cuba_step_for(cpu) is cuba.cuba_step and not fused.supported(cpu)
-    assert not fused.available(torch.device("cuda"))  # off outside enabled(), whatever the machine
