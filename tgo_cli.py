@@ -330,7 +330,7 @@ def simulate(
     device: str = typer.Option("cpu", help="hw_sim device: cpu | cuda."),
 ) -> None:
     """Run a .net in hw_sim or Lava: accuracy, spike statistics, and an exact cross-check with --compare."""
-    from hw_sim.cli import simulate_command
+    from tgo_simulate import simulate_command
     code = simulate_command(model, inputs, labels, n, backend, compare, out, batch, device)
     if code:
         raise typer.Exit(code)
@@ -346,10 +346,15 @@ def hardware(
 ) -> None:
     """Fit, cores, and per-inference activity, energy and latency of a .net under a chip profile."""
     from rich.console import Console
-    from export.hardware import measure
+    from export.hardware import load_profile, measure
     from export.summary import hardware_table
+    from hw_sim.netfile import load_net
     from tgo_files import write_json_atomic
-    report = measure(model, profile, inputs, n)
+    from tgo_simulate import load_samples
+    chip = load_profile(profile)  # an unknown profile fails before any work
+    net = load_net(model)
+    spikes, _ = load_samples(net, inputs, None, n)
+    report = measure(net, chip, spikes)
     path = (out if out is not None else model.parent) / "hardware.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, report)

@@ -101,7 +101,7 @@ def _train_stage(cfg: ExperimentConfig, run: Path, show_progress: bool, console:
 def run_demo(out: Path, plan: DemoPlan, console: Console, show_progress: bool = True) -> Dict[str, object]:
     """Run everything into `out`; returns the summary also written to demo.json / demo.md."""
     from export.pipeline import export_checkpoint
-    from hw_sim.cli import simulate_command
+    from tgo_simulate import simulate_command
     from robust.verify_command import build_options, run_verify
 
     torch.set_num_threads(plan.threads)

@@ -189,15 +189,10 @@ def hardware_report(net: NetFile, profile: Profile, measured: Optional[Dict[str,
     return report
 
 
-def measure(model: Path, profile: str, inputs: Optional[Path], n: Optional[int]) -> Dict[str, object]:
-    """`tgo hardware`: the report of `model` with the activity of hw_sim on `n` samples (the test split of a tgo
-    file, or `inputs` .npy as `tgo simulate` reads them)."""
-    from hw_sim.cli import load_samples
-    from hw_sim.netfile import load_net
+def measure(net: NetFile, chip: Profile, spikes: torch.Tensor) -> Dict[str, object]:
+    """`tgo hardware`: the report of `net` on `chip` with the activity hw_sim measures on `spikes`
+    ([N, steps, *net.input_shape] integer input, as `hw_sim.simulator.simulate` takes it)."""
     from hw_sim.simulator import simulate
-    chip = load_profile(profile)
-    net = load_net(model)
-    spikes, _ = load_samples(net, inputs, None, n)
     run = simulate(net, spikes)
     measured = {"samples": len(spikes), "steps": run.spikes[0].shape[1], "activity": activity(net, spikes, run)}
     return hardware_report(net, chip, measured)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from typer.models import OptionInfo
 from typer.testing import CliRunner
 
-from hw_sim.cli import load_samples
+from tgo_simulate import load_samples
 from hw_sim.netfile import load_net
 from tests.hw_sim_nets import random_images, tgo_mlp
 from tgo_cli import app

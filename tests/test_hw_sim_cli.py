@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import hw_sim.cli
+import tgo_simulate
 from hw_sim.netfile import load_net
 from hw_sim.simulator import encode_inputs, logits, predict, simulate
 from tests.hw_sim_nets import LAVA_DL_NETS, random_images, tgo_mlp
@@ -66,7 +66,7 @@ def test_compare_reports_the_first_mismatch_and_exits_1(files, monkeypatch):
         run = simulate(*args, **kwargs)
         run.spikes[1][1, 4, 2] ^= True
         return run
-    monkeypatch.setattr(hw_sim.cli, "simulate", flipped)
+    monkeypatch.setattr(tgo_simulate, "simulate", flipped)
     result = _invoke(model, "--inputs", x, "--n", 3, "--compare")
     assert result.exit_code == 1, result.output
     found = json.loads((model.parent / "simulate.json").read_text())["compare"]["first_mismatch"]

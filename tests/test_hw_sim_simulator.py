@@ -128,7 +128,7 @@ def test_first_mismatch_finds_the_earliest_lava_step(nets):
 def test_simulator_runs_where_lava_is_not_installed():
     """hw_sim imports Lava only in lava, lava_runner, lava_record and lava_neuron (e.g. on a GPU box without Lava)."""
     code = ("import sys; sys.modules['lava'] = None\n"  # any `import lava...` now raises ImportError
-            "import hw_sim.cli, hw_sim.compare, hw_sim.report, hw_sim.simulator, torch\n"
+            "import hw_sim.compare, hw_sim.report, hw_sim.simulator, torch\n"
             "from hw_sim.netfile import load_net\n"
             "from tests.hw_sim_nets import LAVA_DL_NETS\n"
             "net = load_net(LAVA_DL_NETS / 'mnist.net')\n"

@@ -39,7 +39,7 @@ def test_unexpected_exception_is_one_line_exit_3_with_the_traceback_in_a_log(tmp
 
     def broken(*_args, **_kwargs):
         raise ZeroDivisionError("a bug")
-    monkeypatch.setattr("hw_sim.cli.simulate_command", broken)
+    monkeypatch.setattr("tgo_simulate.simulate_command", broken)
     line = one_error_line(runner.invoke(app, ["simulate", "model.net"]), code=3)
     logs = list((tmp_path / "crashes").glob("crash-*.log"))
     assert line.startswith("internal error: ZeroDivisionError: a bug") and str(logs[0]) in line
@@ -51,7 +51,7 @@ def test_warnings_never_precede_the_error_line_and_follow_a_success(monkeypatch)
         import warnings
         warnings.warn("noisy library", UserWarning)
         raise UsageError("the real problem")
-    monkeypatch.setattr("hw_sim.cli.simulate_command", warns_then_fails)
+    monkeypatch.setattr("tgo_simulate.simulate_command", warns_then_fails)
     assert one_error_line(runner.invoke(app, ["simulate", "model.net"])) == "error: the real problem"
 
 
@@ -60,7 +60,7 @@ def test_warnings_never_precede_the_error_line_and_follow_a_success(monkeypatch)
 def test_path_and_disk_errors_are_user_errors(monkeypatch, code, word):
     def fails(*_args, **_kwargs):
         raise OSError(code, os.strerror(code), "out/sub")
-    monkeypatch.setattr("hw_sim.cli.simulate_command", fails)
+    monkeypatch.setattr("tgo_simulate.simulate_command", fails)
     line = one_error_line(runner.invoke(app, ["simulate", "model.net"]))
     assert word in line and "'out/sub'" in line
 
