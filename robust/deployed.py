@@ -1,4 +1,4 @@
-"""The deployed (fixed-point) model as attack targets: hw_sim as a classifier, and its differentiable twin.
+"""The deployed (fixed-point) model as an attack target: its differentiable twin, its logit scale and noise seeds.
 
 Noise model. A `.net` fixes the threshold noise by its seed: g(seed, layer, neuron, step). Like the float
 model, whose noise is drawn afresh at every forward, the deployed stochastic neuron is evaluated with a
@@ -14,8 +14,6 @@ from pathlib import Path
 import torch
 
 from hw_sim.netfile import NetFile, with_noise_seed
-from hw_sim.simulator import encode_inputs, logits, simulate
-from robust.target import CallableModel
 from robust.twin import QuantizedTwin
 from train.config import NeuronConfig
 
@@ -53,25 +51,8 @@ class NoiseSeeds:
         return with_noise_seed(self.net, int(torch.randint(0, 2 ** 32, (1,), generator=self.generator)))
 
 
-class HwSimClassifier(CallableModel):
-    """x [batch, *input_shape] in [0, 1] -> bit-exact hw_sim readout / scale, [batch, classes] float64."""
-
-    def __init__(self, net: NetFile, scale: float, fresh_noise: bool = True, device: str | torch.device = "cpu"):
-        super().__init__(self._classify, device)
-        self.seeds, self.scale, self.sim_device = NoiseSeeds(net, fresh_noise), scale, device
-
-    def reseed_noise(self, seed: int) -> None:
-        self.seeds.reseed(seed)
-
-    def _classify(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.seeds.next_net()
-        with torch.no_grad():
-            run = simulate(net, encode_inputs(net, x.detach().cpu()), device=self.sim_device)
-            return logits(net, run).double().to(x.device) / self.scale
-
-
 class DeployedTwin(QuantizedTwin):
-    """The differentiable twin with the same per-forward noise draws as `HwSimClassifier`."""
+    """The differentiable twin, with a fresh noise seed per forward drawn from a seeded generator (`NoiseSeeds`)."""
 
     def __init__(self, net: NetFile, neuron: NeuronConfig, scale: float, fresh_noise: bool = True):
         super().__init__(net, neuron.surrogate, neuron.alpha, logit_scale=scale)

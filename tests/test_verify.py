@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from hw_sim.netfile import load_net
 from hw_sim.simulator import encode_inputs, logits, simulate
-from robust.deployed import DeployedTwin, HwSimClassifier, logit_scale
+from robust.deployed import DeployedTwin, NoiseSeeds, logit_scale
 from robust.flips import flip_curve
 from robust.options import EngineBudget
 from robust.stats import wilson_interval
@@ -53,10 +53,14 @@ def test_twin_is_bit_exact_with_hw_sim_and_has_gradients(exported_runs, digits, 
     out.gather(1, digits.test_y[:64, None]).sum().backward()
     assert float((xg.grad.flatten(1).abs().sum(1) > 0).float().mean()) > 0.9
     # with fresh noise per forward, twin and simulator draw the same seeds from the same generator
-    twin, sim = DeployedTwin(net, load_checkpoint(run_dir).config.neuron, scale), HwSimClassifier(net, scale)
-    twin.reseed_noise(7), sim.reseed_noise(7)
+    twin, seeds = DeployedTwin(net, load_checkpoint(run_dir).config.neuron, scale), NoiseSeeds(net, fresh=True)
+    twin.reseed_noise(7), seeds.reseed(7)
+
+    def simulated() -> torch.Tensor:
+        drawn = seeds.next_net()
+        return logits(drawn, simulate(drawn, encode_inputs(drawn, x))).double() / scale
     first, again = twin(x).detach(), twin(x).detach()
-    assert torch.equal(first, sim(x)) and torch.equal(again, sim(x))
+    assert torch.equal(first, simulated()) and torch.equal(again, simulated())
     assert torch.equal(first, again) == (name == "vanilla")  # only the noisy network changes between forwards
 
 
