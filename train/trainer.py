@@ -194,6 +194,7 @@ def train(cfg: ExperimentConfig, out_dir: Path, resume: bool = False, show_progr
     A loss or weight that turns NaN/inf stops the run with `Diverged`; the checkpoint of the last good epoch stays.
     """
     out_dir = Path(out_dir)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim))  # the resolved threads go to the copy
     cfg.validate()
     ctx = distributed.setup(cfg.optim.device, cfg.optim.batch_size)
     device = ctx.device if ctx is not None else resolve_device(cfg.optim.device)
