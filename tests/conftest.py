@@ -6,6 +6,14 @@ from pathlib import Path
 
 import pytest
 
+# Lava sets the global multiprocessing start method to 'fork' when its runtime is first imported and raises if
+# anything set one before (torch.multiprocessing.spawn in test_distributed does): import it first, whatever
+# order the tests run in. (A process spawned by test_distributed has its start method set and runs no Lava.)
+try:
+    import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: E402,F401
+except RuntimeError:
+    pass
+
 from train.config import ExperimentConfig, apply_method
 from train.trainer import train
 
