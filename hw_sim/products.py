@@ -127,8 +127,10 @@ def float32_is_full_precision() -> bool:
 
 
 def prepare(weight: torch.Tensor, p: Plan, scale: int = 1) -> torch.Tensor:
-    """Weights times `scale` in the plan's operand dtype (exact when `plan` chose it)."""
-    return (weight.to(torch.float64) * scale).to(p.operand)
+    """Weights times `scale` in the plan's operand dtype (exact when `plan` chose it: the integers and their
+    products with the power of two `scale` are representable)."""
+    prepared = weight.to(p.operand)
+    return prepared.mul_(scale) if scale != 1 else prepared
 
 
 def matmul(x: torch.Tensor, weight_t: torch.Tensor, p: Plan) -> torch.Tensor:

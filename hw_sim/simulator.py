@@ -14,6 +14,7 @@ dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are in
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -33,7 +34,7 @@ from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigm
 Device = Union[str, torch.device]
 INT32_LIMIT = 1 << 31        # Lava's sigma-delta states are int32
 CPU_CHUNK_ELEMENTS = 1 << 18  # neuron states per batch slice on CPU: 2 MiB per float64 tensor
-_KERNELS = {"triton": True}  # whether plain CUBA layers on CUDA run `hw_sim.neurons.cuba_triton`
+_KERNELS = {"cuda": True, "cpu": True}  # per device type: whether plain CUBA layers run a fused kernel
 
 
 @dataclass
@@ -101,25 +102,38 @@ def layer_noise(layer: Layer, steps: int, device: Device = "cpu") -> Optional[to
 
 @contextmanager
 def eager_cuba() -> Iterator[None]:
-    """Inside: CUBA layers run the eager per-step torch code even where the Triton kernel could (checks and
+    """Inside: CUBA layers run the eager per-step torch code even where a fused kernel could (checks and
     benchmarks compare the two)."""
-    saved, _KERNELS["triton"] = _KERNELS["triton"], False
+    saved = dict(_KERNELS)
+    _KERNELS.update(dict.fromkeys(_KERNELS, False))
     try:
         yield
     finally:
-        _KERNELS["triton"] = saved
+        _KERNELS.update(saved)
 
 
 def _cuba_kernel(device: torch.device) -> Optional[ModuleType]:
-    """`hw_sim.neurons.cuba_triton` where it runs CUBA layers: on CUDA with Triton installed, outside
-    `eager_cuba()`; else None."""
-    if device.type != "cuda" or not _KERNELS["triton"]:
+    """The fused kernel that runs CUBA layers on `device`: `hw_sim.neurons.cuba_triton` on CUDA with Triton
+    installed, `hw_sim.neurons.cuba_numba` on the CPU with numba installed; None inside `eager_cuba()`, after
+    the kernel failed once (`_kernel_failed`), or without the package."""
+    if not _KERNELS.get(device.type, False):
         return None
     try:
-        from hw_sim.neurons import cuba_triton
+        if device.type == "cuda":
+            from hw_sim.neurons import cuba_triton as kernel
+        else:
+            from hw_sim.neurons import cuba_numba as kernel
     except ImportError:
         return None
-    return cuba_triton
+    return kernel
+
+
+def _kernel_failed(kernel: ModuleType, device: torch.device, error: Exception) -> None:
+    """After a fused kernel raised (a compile error, an unsupported GPU): warn once and run CUBA layers on this
+    device type with the eager step from now on."""
+    _KERNELS[device.type] = False
+    warnings.warn(f"hw_sim: {kernel.__name__} failed on {device.type} ({type(error).__name__}: {error}); CUBA "
+                  f"layers run the eager step instead", RuntimeWarning, stacklevel=3)
 
 
 def simulate(net: NetFile, spikes: torch.Tensor, steps: Optional[int] = None, record: bool = False,
@@ -159,10 +173,14 @@ def _simulate(net: NetFile, spikes: torch.Tensor, steps: int, lead: int, record:
     x = spikes.to(device)
     max_in = _peak(x)  # before the transpose: much faster on contiguous memory
     x = x.transpose(0, 1)  # time-major [S, N, ...]
-    # a dtype that holds every input value exactly; a netx input layer adds the values to its float64 state
-    exact = STATE_DTYPE if net.input_lag == 0 or max_in >= 2 ** 24 else torch.float32
-    signal = torch.zeros((lead + steps, count) + net.input_shape, dtype=exact, device=device)
-    signal[lead + net.input_lag:lead + net.input_lag + in_steps] = x
+    # a dtype that holds every input value exactly (a netx input layer's values shifted into state units)
+    scale = 1 << STATE_SHIFT if net.input_lag == 0 else 1
+    exact = torch.float32 if products.representable(max_in, torch.float32, scale) else STATE_DTYPE
+    signal = torch.empty((lead + steps, count) + net.input_shape, dtype=exact, device=device)
+    first = lead + net.input_lag
+    signal[:first].zero_()
+    signal[first:first + in_steps] = x
+    signal[first + in_steps:].zero_()
     traces: List[_Trace] = []
     for layer, offset in zip(net.layers, net.offsets):
         traces.append(_run_layer(layer, signal, max_in, record or layer is net.layers[-1], lead - offset, lead))
@@ -205,13 +223,13 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     # the kernel shifts a netx input layer's values itself, saving a pass over the largest signal
     a_scale = 1 << STATE_SHIFT if kernel is not None and layer.synapse is None and signal.is_contiguous() else 1
     a6, bound = _synaptic_input(layer, signal, max_in, (1 << STATE_SHIFT) // a_scale)
-    rec_layer = None
+    recurrent = None  # (plan, weights [out, out] transposed, in state units): prepared once for every step
     if layer.recurrent is not None:
-        rec_layer = replace(layer, synapse=Dense(layer.recurrent), recurrent=None, spread=None, binary_input=False)
-        bound += int(np.abs(layer.recurrent).sum(axis=1).max())
+        rec_plan, rec_weight_t, rec_bound = _dense_weights(layer.recurrent, 1, 1 << STATE_SHIFT, a6.device)
+        recurrent, bound = (rec_plan, rec_weight_t), bound + rec_bound
     bias = torch.as_tensor(layer.bias, device=a6.device)
     params = cuba_params(layer.neuron, bias, bound, steps)
-    if rec_layer is None and (params.wrap or params.saturate):  # the bound may be loose: use the actual peak
+    if recurrent is None and (params.wrap or params.saturate):  # the bound may be loose: use the actual peak
         params = cuba_params(layer.neuron, bias, _peak(a6) * a_scale >> STATE_SHIFT, steps)
     noise = layer_noise(layer, steps, a6.device)
     # exact 0/1, ready for the next matmul; written over the float32 input where that is no longer needed (each
@@ -220,15 +238,26 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
     spikes = a6 if reuse else torch.empty(a6.shape, dtype=torch.float32, device=a6.device)
     spikes[:start].zero_()
     u_all, v_all = (torch.zeros_like(a6), torch.zeros_like(a6)) if keep_v else (None, None)
-    # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
     if kernel is not None and a6.is_contiguous():  # always so where a_scale > 1
         flags = torch.empty((count, steps) + tuple(layer.shape), dtype=torch.bool, device=a6.device)
         flags[:, :start] = False
-        for first, last in ((start, max(start, reset)), (max(start, reset), steps)):  # zero state at each
-            kernel.run_cuba(a6[first:last], spikes[first:last], params, None if noise is None else noise[first:last],
-                            *((u_all[first:last], v_all[first:last]) if keep_v else (None, None)),
-                            flags[:, first:last], a_scale)
-        return _Trace(spikes, u_all, v_all, flags)
+        segments = [(first, last) for first, last in ((start, max(start, reset)), (max(start, reset), steps))
+                    if last > first]  # zero state at the start of each
+        for index, (first, last) in enumerate(segments):
+            try:
+                kernel.run_cuba(a6[first:last], spikes[first:last], params,
+                                None if noise is None else noise[first:last],
+                                *((u_all[first:last], v_all[first:last]) if keep_v else (None, None)),
+                                flags[:, first:last], a_scale)
+            except Exception as error:  # noqa: BLE001 -- the eager step below computes the same
+                if index > 0:  # the spikes of the first segment may have overwritten its input
+                    raise
+                _kernel_failed(kernel, a6.device, error)
+                a6.mul_(a_scale)  # into state units
+                break
+        else:
+            return _Trace(spikes, u_all, v_all, flags)
+    # On CPU the recurrence runs on slices of the batch small enough to stay in cache.
     chunk = count if a6.device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // layer.size)
     for first in range(0, count, chunk):
         rows = slice(first, first + chunk)
@@ -238,9 +267,8 @@ def _run_layer(layer: Layer, signal: torch.Tensor, max_in: int, keep_v: bool, st
             if j == reset and reset > start:  # LIFReset at the window's start
                 state = CubaState.zeros(a6[0, rows])
             a6_j = a6[j, rows]
-            if rec_layer is not None and j > start:  # Lava: the layer's own spikes return one step later
-                a6_j = _synaptic_input(rec_layer, spikes[j - 1:j, rows], 1, 1 << STATE_SHIFT)[0][0].to(
-                    STATE_DTYPE).add_(a6_j)
+            if recurrent is not None and j > start:  # Lava: the layer's own spikes return one step later
+                a6_j = products.matmul(spikes[j - 1, rows], recurrent[1], recurrent[0]).to(STATE_DTYPE).add_(a6_j)
             _, state = cuba_step(state, a6_j, params, ops, None if noise is None else noise[j], spikes[j, rows])
             if keep_v:
                 u_all[j, rows], v_all[j, rows] = state.u, state.v
@@ -323,10 +351,10 @@ def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int, scale: int)
         return (signal if scale == 1 else signal.mul_(scale)), max_in
     if layer.binary_input and max_in > 1:  # a binary synapse counts any nonzero value as one spike
         signal, max_in = signal != 0, 1
-    weight = torch.as_tensor(synapse.weight, device=signal.device)
-    bound = products.sum_bound(weight, max_in)
     rows = signal.reshape(steps * count, *signal.shape[2:])
     if isinstance(synapse, Conv):
+        weight = torch.as_tensor(synapse.weight, device=signal.device)
+        bound = products.sum_bound(weight, max_in)
         plan = products.plan(int(weight.abs().max()), max_in, bound, signal.device, half_precision=False)
         wraps = bound >= UV_LIMIT  # Lava wraps the conv output to 24 bits: nothing to do for smaller sums
         a = products.conv(rows.to(plan.operand), products.prepare(weight, plan, 1 if wraps else scale), synapse,
@@ -334,11 +362,23 @@ def _synaptic_input(layer: Layer, signal: torch.Tensor, max_in: int, scale: int)
         if wraps:
             a = wrap_signed24(a.to(STATE_DTYPE)).mul_(scale)
         return a.reshape(steps, count, *layer.shape), min(bound, UV_LIMIT)
-    plan = products.plan(int(weight.abs().max()), max_in, bound, signal.device, scale)
-    rows, weight_t = rows.reshape(steps * count, -1), products.prepare(weight, plan, scale).T
+    plan, weight_t, bound = _dense_weights(synapse.weight, max_in, scale, signal.device)
+    rows = rows.reshape(steps * count, -1)
     if layer.spread is None:
         return products.matmul(rows, weight_t, plan).reshape(steps, count, *layer.shape), bound
     return _delayed(rows, weight_t, torch.as_tensor(layer.spread, device=signal.device).T, steps, plan), bound
+
+
+def _dense_weights(weight: np.ndarray, max_in: int, scale: int,
+                  device: torch.device) -> Tuple[products.Plan, torch.Tensor, int]:
+    """A dense synapse ready for `products.matmul`: its plan, its weights [in, out] times the power of two `scale`
+    in the plan's operand dtype, and the bound on its sums (file units) for inputs of magnitude <= max_in.
+
+    weight: [out, in] integers (file units)."""
+    weight = torch.as_tensor(weight, device=device)
+    bound = products.sum_bound(weight, max_in)
+    plan = products.plan(int(weight.abs().max()), max_in, bound, device, scale)
+    return plan, products.prepare(weight, plan, scale).T, bound
 
 
 def _delayed(rows: torch.Tensor, weight_t: torch.Tensor, spread_t: torch.Tensor, steps: int,

@@ -10,6 +10,7 @@ from typing import Optional, Protocol, Tuple
 import torch
 
 from hw_sim.fixed_point import STATE_DTYPE, UV_LIMIT, wrap_int32_, wrap_u_
+from hw_sim.netfile import DECAY_UNITY
 
 
 class NeuronOps(Protocol):
@@ -55,8 +56,9 @@ class ExactOps:
     def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
         if factor == 1.0:
             return x
-        x.mul_(factor)
-        return x.sub_(torch.frac(x, out=self._scratch(x))) if x.device.type == "cpu" else x.trunc_()
+        if factor == 0.0:
+            return x.zero_()
+        return x.mul_(factor * DECAY_UNITY).div_(DECAY_UNITY, rounding_mode="trunc")
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if y.dtype == x.dtype or x.device.type != "cpu" or y.shape != x.shape:
