@@ -1,7 +1,10 @@
-"""The Triton CUBA kernel (`hw_sim.neurons.cuba_triton`) equals the eager step bit for bit, run on CPU tensors
-under Triton's interpreter: random layers covering wrap, saturation, noise, bias and decays 0 and 4096, and
-lava-dl's mnist.net and small tgo nets (a stochastic conv layer, delays) through `simulate`."""
+"""The fused CUBA kernels equal the eager step bit for bit: numba's (`hw_sim.neurons.cuba_numba`, the CPU's) and
+Triton's (`hw_sim.neurons.cuba_triton`, run on CPU tensors under Triton's interpreter). Random layers covering
+wrap, saturation, noise, bias and decays 0 and 4096, and lava-dl's mnist.net and small tgo nets (a stochastic
+conv layer, delays) through `simulate`; a kernel that fails falls back to the eager step."""
 import importlib
+import types
+import warnings
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -17,13 +20,18 @@ from hw_sim.neurons.ops import ExactOps
 from hw_sim.simulator import encode_inputs
 from tests.hw_sim_nets import dense, neuron, random_images, tgo_convnet, tgo_mlp, weights, write_net
 
-pytest.importorskip("triton")
 MNIST = Path(pytest.importorskip("lava.lib.dl.netx").__file__).parents[4] / "tests/lava/lib/dl/netx/mnist.net"
 
 
-@pytest.fixture
-def kernel(monkeypatch):
-    """`cuba_triton` with its kernel under Triton's interpreter (reloaded as it was afterwards)."""
+@pytest.fixture(params=["numba", "triton"])
+def kernel(request, monkeypatch):
+    """`cuba_numba`, or `cuba_triton` with its kernel under Triton's interpreter (reloaded as it was
+    afterwards)."""
+    pytest.importorskip(request.param)
+    if request.param == "numba":
+        from hw_sim.neurons import cuba_numba
+        yield cuba_numba
+        return
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     from triton.runtime import interpreter
     import triton.language as tl
@@ -110,7 +118,8 @@ NETS = {"mnist.net": _mnist, "after sigma-delta": _after_sigma_delta,
 @pytest.mark.parametrize("name", NETS)
 def test_simulate_uses_the_kernel_bit_exactly(kernel, monkeypatch, tmp_path, name):
     net, x = NETS[name](tmp_path)
-    eager = simulator.simulate(net, x, record=True)
+    with simulator.eager_cuba():
+        eager = simulator.simulate(net, x, record=True)
     calls = []
     monkeypatch.setattr(simulator, "_cuba_kernel", lambda device: calls.append(device) or kernel)
     fast = simulator.simulate(net, x, record=True)
@@ -121,3 +130,64 @@ def test_simulate_uses_the_kernel_bit_exactly(kernel, monkeypatch, tmp_path, nam
                                 fast.spikes + unrecorded.spikes + fast.u + fast.v + [fast.readout_v,
                                                                                      unrecorded.readout_v]):
         assert torch.equal(expected, actual)
+
+
+def test_numba_kernel_splits_the_batch_across_threads():
+    pytest.importorskip("numba")
+    from hw_sim.neurons import cuba_numba
+    gen = torch.Generator().manual_seed(3)
+    a6 = torch.randint(-400, 401, (9, 7, 33), generator=gen).to(torch.float32) * 64
+    params = cuba_params(Neuron(700, 300, 150), torch.randint(-50, 50, (33,), generator=gen), 400, 9)
+    spikes, u, v = _eager(a6, params, None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # 7 samples in slices of 2, 2 and 3
+    try:
+        out, out_u, out_v = torch.empty(a6.shape), torch.zeros(a6.shape), torch.zeros(a6.shape)
+        flags = torch.zeros((7, 9, 33), dtype=torch.bool)
+        cuba_numba.run_cuba(a6, out, params, None, out_u, out_v, flags)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out, spikes) and torch.equal(out_u, u.float()) and torch.equal(out_v, v.float())
+    assert torch.equal(flags, spikes.bool().transpose(0, 1)) and 0 < int(spikes.sum()) < spikes.numel()
+
+
+@pytest.mark.parametrize("name", ["mnist.net", "after sigma-delta"])
+def test_a_failing_kernel_falls_back_to_the_eager_step(monkeypatch, tmp_path, name):
+    """A kernel that raises (a compile error, an unsupported GPU) warns once; every CUBA layer then runs the
+    eager step, the netx input layer's values (passed to kernels in file units) included."""
+    net, x = NETS[name](tmp_path)
+    with simulator.eager_cuba():
+        eager = simulator.simulate(net, x, record=True)
+    calls = []
+
+    def run_cuba(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("no kernel image is available for execution on the device")
+    broken = types.ModuleType("broken_kernel")
+    broken.run_cuba = run_cuba
+    monkeypatch.setitem(simulator._KERNELS, "cpu", True)  # restored afterwards
+    monkeypatch.setattr(simulator, "_cuba_kernel", lambda device: broken if simulator._KERNELS[device.type] else None)
+    with pytest.warns(RuntimeWarning, match="broken_kernel failed on cpu .*no kernel image"):
+        fallback = simulator.simulate(net, x, record=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = simulator.simulate(net, x)
+    assert len(calls) == 1
+    for expected, actual in zip(eager.spikes * 2 + eager.u + eager.v + [eager.readout_v] * 2,
+                                fallback.spikes + again.spikes + fallback.u + fallback.v + [fallback.readout_v,
+                                                                                           again.readout_v]):
+        assert torch.equal(expected, actual)
+
+
+def test_kernel_wraps_the_current_at_its_edges(kernel):
+    """Lava's 24-bit wrap of u at its edges: +-2^23 and one either side, held in u by a full current decay."""
+    edges = torch.tensor([UV_LIMIT + d for d in (-1, 0, 1)] + [-UV_LIMIT + d for d in (-1, 0, 1)], dtype=torch.float64)
+    a6 = torch.stack([edges, -edges, edges * 0]).reshape(3, 1, 6).contiguous()  # [steps, 1 sample, 6 neurons]
+    params = cuba_params(Neuron(DECAY_UNITY, 2048, (1 << 17) - 1), torch.zeros(6, dtype=torch.int64), 1 << 17, 3)
+    assert params.wrap
+    spikes, u, v = _eager(a6, params, None)
+    out, out_u, out_v = torch.empty(a6.shape), torch.zeros(a6.shape, dtype=torch.float64), torch.zeros(
+        a6.shape, dtype=torch.float64)
+    kernel.run_cuba(a6, out, params, None, out_u, out_v)
+    assert torch.equal(out, spikes) and torch.equal(out_u, u) and torch.equal(out_v, v)
+    assert sorted(set(u[0, 0].tolist())) == [-UV_LIMIT + 1, UV_LIMIT - 1, UV_LIMIT]  # both edges wrapped once
