@@ -3,14 +3,16 @@
 Layers feed forward, so the network runs layer by layer over all steps of the sample window at once:
 the synaptic input of every step is one matrix product (or convolution) over [steps * batch] rows, then the
 neuron step (`hw_sim.neurons`) loops over the steps; a recurrent (`dense_rec`) layer adds its own previous
-step's spikes inside that loop. On CUDA, a CUBA layer without recurrence runs that loop in one Triton kernel
-(`hw_sim.neurons.cuba_triton`), bit-exact with the per-step code. Within a window layer k reads layer k-1's
+step's spikes inside that loop. A CUBA layer without recurrence runs that loop in one fused kernel, bit-exact
+with the per-step code: Triton's on CUDA (`hw_sim.neurons.cuba_triton`), numba's on the CPU
+(`hw_sim.neurons.cuba_numba`); without the package, or after the kernel failed once, the per-step code runs
+(`eager_cuba`, `_kernel_failed`). Within a window layer k reads layer k-1's
 output of the same local step (the Lava hop delay is absorbed in the layer's window offset, `NetFile.offsets`;
 unequal delays shift within it).
 
 All values are integers. Synaptic sums run in floating point, exact by a bound on every partial sum: the
-dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are integers held in float64
-(`hw_sim.fixed_point`). A batch too large for the device's memory runs in chunks (`hw_sim.memory`).
+dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are integers, held in float64 by
+the per-step code (`hw_sim.fixed_point`) and in int64 by the fused kernels. A batch too large for the device's memory runs in chunks (`hw_sim.memory`).
 """
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ class _Trace(NamedTuple):
     out: torch.Tensor                       # [steps, N, *shape]
     u: Optional[torch.Tensor]               # [steps, N, *shape] when kept
     v: Optional[torch.Tensor]               # [steps, N, *shape] when kept
-    spikes: Optional[torch.Tensor] = None   # [N, steps, *shape] bool, where the Triton kernel wrote them too
+    spikes: Optional[torch.Tensor] = None   # [N, steps, *shape] bool, where a fused kernel wrote them too
 
 
 def encode_inputs(net: NetFile, x: torch.Tensor) -> torch.Tensor:
@@ -173,7 +175,7 @@ def _simulate(net: NetFile, spikes: torch.Tensor, steps: int, lead: int, record:
     x = spikes.to(device)
     max_in = _peak(x)  # before the transpose: much faster on contiguous memory
     x = x.transpose(0, 1)  # time-major [S, N, ...]
-    # a dtype that holds every input value exactly (a netx input layer's values shifted into state units)
+    # a dtype that holds every input value exactly, a netx input layer's values also once shifted into state units
     scale = 1 << STATE_SHIFT if net.input_lag == 0 else 1
     exact = torch.float32 if products.representable(max_in, torch.float32, scale) else STATE_DTYPE
     signal = torch.empty((lead + steps, count) + net.input_shape, dtype=exact, device=device)

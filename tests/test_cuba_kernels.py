@@ -3,6 +3,7 @@ Triton's (`hw_sim.neurons.cuba_triton`, run on CPU tensors under Triton's interp
 wrap, saturation, noise, bias and decays 0 and 4096, and lava-dl's mnist.net and small tgo nets (a stochastic
 conv layer, delays) through `simulate`; a kernel that fails falls back to the eager step."""
 import importlib
+import sys
 import types
 import warnings
 from pathlib import Path
@@ -191,3 +192,13 @@ def test_kernel_wraps_the_current_at_its_edges(kernel):
     kernel.run_cuba(a6, out, params, None, out_u, out_v)
     assert torch.equal(out, spikes) and torch.equal(out_u, u) and torch.equal(out_v, v)
     assert sorted(set(u[0, 0].tolist())) == [-UV_LIMIT + 1, UV_LIMIT - 1, UV_LIMIT]  # both edges wrapped once
+
+
+def test_cpu_runs_the_eager_step_without_numba(monkeypatch):
+    monkeypatch.setitem(simulator._KERNELS, "cpu", True)
+    assert simulator._cuba_kernel(torch.device("cpu")) is not None or importlib.util.find_spec("numba") is None
+    import hw_sim.neurons
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if numba were not installed
+    monkeypatch.delitem(sys.modules, "hw_sim.neurons.cuba_numba", raising=False)
+    monkeypatch.delattr(hw_sim.neurons, "cuba_numba", raising=False)
+    assert simulator._cuba_kernel(torch.device("cpu")) is None
