@@ -5,6 +5,8 @@ and a tgo-format convnet written with the test helpers (1x28x28 -> conv 8c3s2 ->
 input). Throughput is sample-steps per second: samples * window steps / seconds.
 
 - hw_sim and the roofline: best of a few interleaved repeats at the given batch size (--clock: wall or CPU).
+  CUBA layers run numba's fused loop (`hw_sim.neurons.cuba_numba`), or the eager step where numba is missing;
+  the header says which.
   The roofline runs every layer's synaptic product alone, same shapes and dtypes as hw_sim picks
   (`bench/hw_sim_timing.py`). The first Lava ratio compares on that clock (Lava's CPU time for --clock cpu).
 - Lava: steady state without compilation and start-up, in wall-clock time (between its first and last progress
@@ -18,6 +20,7 @@ Run: .venv/bin/python bench/bench_hw_sim.py [--batch 256] [--lava-samples 12] [-
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import resource
 import sys
 import tempfile
@@ -107,8 +110,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         nets = [("lava-dl mnist.net", LAVA_DL_NETS / "mnist.net"),
                 ("tgo convnet 1x28x28", tgo_convnet(Path(folder) / "conv.net"))]
-        print(f"hw_sim: batch {args.batch}, {args.threads} torch thread(s), CPU ({args.clock} clock); Lava: "
-              f"{args.lava_samples} samples, fixed_pt; GPU: batch {args.gpu_batch:,}. Sample-steps per second.")
+        loop = "numba loop" if importlib.util.find_spec("numba") else "eager step, numba missing"
+        print(f"hw_sim: batch {args.batch}, {args.threads} torch thread(s), CPU ({args.clock} clock, CUBA: {loop}); "
+              f"Lava: {args.lava_samples} samples, fixed_pt; GPU: batch {args.gpu_batch:,}. Sample-steps per second.")
         print(f"{'network':20s} {'steps':>5s} | {'hw_sim':>8s} {'products':>9s} {'ratio':>6s} | {'Lava':>6s} "
               f"{'ratio':>6s} {'CPU ratio':>9s} | {'spikes equal':12s} | GPU hw_sim (share of its products)")
         for name, path in nets:

@@ -12,7 +12,8 @@ unequal delays shift within it).
 
 All values are integers. Synaptic sums run in floating point, exact by a bound on every partial sum: the
 dtypes are chosen per layer and device (`hw_sim.products`). Neuron states are integers, held in float64 by
-the per-step code (`hw_sim.fixed_point`) and in int64 by the fused kernels. A batch too large for the device's memory runs in chunks (`hw_sim.memory`).
+the per-step code (`hw_sim.fixed_point`) and in int64 by the fused kernels. A batch too large for the
+device's memory runs in chunks (`hw_sim.memory`).
 """
 from __future__ import annotations
 

@@ -6,12 +6,12 @@ The CPU twin of `cuba_triton` (same arguments; the same integer arithmetic as `c
     u = wrap24(wrap_int32(trunc(u * (4096 - i_decay) / 4096) + a6))
     v = clip(wrap_int32(trunc(v * (4096 - v_decay) / 4096) + u + bias6))
     s = v + noise > vth << 6 ;  v[s] = 0
-The wraps and the clip run where `CubaParams.wrap` or `saturate` is on (one compiled variant: with `wrap` off
-the bound of `cuba_params` proves that the wraps do nothing; without either, the clip does nothing too). The eager step runs
-about eight torch kernels per step over float64 state, about 1.8 ns per neuron and step on one core of the
-README's machine; this loop about 0.7 ns. With several torch threads, as many Python threads split the batch
-(the loop releases the GIL). Requires numba (imported here); each variant compiles on first use (cached next
-to this file).
+The wraps and the clip run where `CubaParams.wrap` or `saturate` is on (one compiled variant: with `wrap`
+off, the bound of `cuba_params` proves that the wraps do nothing; without either, the clip does nothing too).
+The eager step runs about eight torch kernels per step over float64 state, about 1.8 ns per neuron and step
+on one core of the README's machine; this loop about 0.7 ns. With several torch threads, as many Python
+threads split the batch (the loop releases the GIL). Requires numba (imported here); each variant compiles
+on first use (cached next to this file).
 """
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache

@@ -41,10 +41,11 @@ class ExactOps:
     size cost page faults on every step): the caller must own every tensor it passes as x/u/v.
 
     scratch: a float64 tensor shaped like the state, overwritten by every operation (None: a fresh one each
-    time). On the CPU, torch 2.3's `trunc` is not vectorized (about ten times slower than `frac` and `sub`),
-    mixed-dtype sums convert a copy, and comparisons into float outputs take slow paths, so there trunc(y) is
-    y - frac(y), sums convert through the scratch, and v > threshold is clamp(v - threshold, 0, 1) == 1
-    (integers). GPU kernels convert dtypes on the fly, so there `fire` takes two passes.
+    time). On the CPU, torch 2.3's `trunc` is not vectorized (about twenty times slower than a division with
+    rounding_mode="trunc"), mixed-dtype sums convert a copy, and comparisons into float outputs take slow paths,
+    so the decay is trunc(x * k / 4096) as a product and a truncating division (both exact), sums convert
+    through the scratch, and v > threshold is clamp(v - threshold, 0, 1) == 1 (integers). GPU kernels convert
+    dtypes on the fly, so there `fire` takes two passes.
     """
 
     def __init__(self, scratch: Optional[torch.Tensor] = None) -> None:
