@@ -6,5 +6,6 @@ The tensor operations are a parameter (`ops.NeuronOps`): `ops.ExactOps` is Lava'
 (`robust.twin`) passes straight-through operations with a surrogate spike. `cuba` is Loihi's CUBA LIF
 (netx types CUBA/LOIHI), `sigma_delta` the sigma-delta neurons (netx type SDNN: Delta, SigmaDelta, Sigma),
 `resonator` Lava's resonate-and-fire Izhikevich neuron (netx RF types behind complex weights).
-`cuba_triton` runs a whole CUBA layer's window in one Triton kernel (CUDA; needs Triton).
+`cuba_triton` runs a whole CUBA layer's window in one Triton kernel (CUDA; needs Triton), `cuba_numba` in one
+numba loop (CPU; needs numba).
 """
