@@ -202,3 +202,27 @@ def test_cpu_runs_the_eager_step_without_numba(monkeypatch):
     monkeypatch.delitem(sys.modules, "hw_sim.neurons.cuba_numba", raising=False)
     monkeypatch.delattr(hw_sim.neurons, "cuba_numba", raising=False)
     assert simulator._cuba_kernel(torch.device("cpu")) is None
+
+
+def test_numba_threads_work_in_a_forked_child():
+    """A child forked after the batch was split across threads (Lava's and torch's workers fork) splits it
+    again with threads of its own instead of waiting on its parent's."""
+    pytest.importorskip("numba")
+    import multiprocessing
+    from hw_sim.neurons import cuba_numba
+    a6 = torch.randint(-300, 301, (4, 6, 8), generator=torch.Generator().manual_seed(5)).float() * 64
+    params = cuba_params(Neuron(500, 200, 100), torch.zeros(8, dtype=torch.int64), 300, 4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cuba_numba.run_cuba(a6, torch.empty(a6.shape), params, None)  # starts the parent's threads
+        child = multiprocessing.get_context("fork").Process(target=cuba_numba.run_cuba,
+                                                            args=(a6, torch.empty(a6.shape), params, None))
+        child.start()
+        child.join(timeout=60)
+    finally:
+        torch.set_num_threads(threads)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0

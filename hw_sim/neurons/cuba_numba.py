@@ -13,6 +13,7 @@ on one core of the README's machine; this loop about 0.7 ns. With several torch 
 threads split the batch (the loop releases the GIL). Requires numba (imported here); each variant compiles
 on first use (cached next to this file).
 """
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Callable, Dict, Optional
@@ -29,6 +30,7 @@ from hw_sim.neurons.cuba import CubaParams
 # run time (its default allows 8 checks). Affects what numba compiles in this process, never a result.
 llvmlite.binding.set_option("hw_sim", "-runtime-memory-check-threshold=64")
 _POOL: Dict[int, ThreadPoolExecutor] = {}  # Python threads that split the batch, by count (created on first use)
+os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of its parent's threads
 
 
 @lru_cache(maxsize=None)
