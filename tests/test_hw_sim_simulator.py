@@ -137,3 +137,23 @@ def test_simulator_runs_where_lava_is_not_installed():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_recurrent_weights_are_prepared_once(tmp_path, monkeypatch):
+    """A dense_rec layer converts its recurrent weights to the product dtype once, not on every step (on CUDA
+    that was a host-to-device copy per step), and its own spikes still feed back."""
+    from hw_sim import products
+    rng = np.random.default_rng(4)
+    layers = [{"type": "input", "shape": [12], "neuron": neuron()},
+              dense(16, weights(rng, (16, 12), 60), neuron(), type="dense_rec", weight_rec=weights(rng, (16, 16), 90)),
+              dense(5, weights(rng, (5, 16), 60))]
+    recurrent = load_net(write_net(tmp_path / "rec.net", layers))
+    layers[1]["weight_rec"] = np.zeros((16, 16), np.float32)
+    silent = load_net(write_net(tmp_path / "zero.net", layers))
+    x = torch.randint(0, 250, (4, 30, 12), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
+    calls = []
+    prepare = products.prepare
+    monkeypatch.setattr(products, "prepare", lambda *args: calls.append(args[0].shape) or prepare(*args))
+    run = simulate(recurrent, x)
+    assert sorted(calls) == [(5, 16), (16, 12), (16, 16)]  # 33 steps, one preparation per weight matrix
+    assert run.spikes[1].any() and not torch.equal(run.spikes[1], simulate(silent, x).spikes[1])
