@@ -15,7 +15,7 @@ input). Throughput is sample-steps per second: samples * window steps / seconds.
 - GPU: hw_sim on CUDA at --gpu-batch samples, or "unmeasured" without CUDA.
 
 Run: .venv/bin/python bench/bench_hw_sim.py [--batch 256] [--lava-samples 12] [--threads 2] [--gpu-batch 65536]
-     [--repeats 5] [--clock wall|cpu]
+     [--repeats 5] [--clock wall|cpu] [--eager]
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from hw_sim.lava_runner import run_lava  # noqa: E402
 from hw_sim.netfile import NetFile, load_net  # noqa: E402
-from hw_sim.simulator import simulate  # noqa: E402
+from hw_sim.simulator import eager_cuba, simulate  # noqa: E402
 from hw_sim_timing import random_inputs, rates  # noqa: E402
 from tests.hw_sim_nets import LAVA_DL_NETS, dense, neuron, tgo_group, weights, write_net  # noqa: E402
 
@@ -102,6 +102,8 @@ def main() -> None:
                         help="torch threads for hw_sim (Lava's worker processes share the same cores)")
     parser.add_argument("--gpu-batch", type=int, default=65536, help="hw_sim batch size on CUDA")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of hw_sim and its roofline (best counts)")
+    parser.add_argument("--eager", action="store_true",
+                        help="also time hw_sim with the eager CUBA step (`eager_cuba`) against its roofline")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time hw_sim and its roofline in wall-clock or this process's CPU time (steadier on "
                              "a busy machine; with several threads it counts their waiting too)")
@@ -118,13 +120,18 @@ def main() -> None:
         for name, path in nets:
             net = load_net(path)
             x = random_inputs(net, args.batch, torch.device("cpu"))
-            sim, alone = rates(net, x, args.repeats, time.process_time if args.clock == "cpu" else time.perf_counter)
+            clock = time.process_time if args.clock == "cpu" else time.perf_counter
+            sim, alone = rates(net, x, args.repeats, clock)
             sim_cpu = hw_sim_cpu_rate(net, x)
             lava_wall, lava_cpu, agree = lava_rates(net, x[:args.lava_samples])
             print(f"{name:20s} {net.window(x.shape[1]):5d} | {sim:8,.0f} {alone:9,.0f} {sim / alone:6.0%} | "
                   f"{lava_wall:6,.0f} {sim / (lava_wall if args.clock == 'wall' else lava_cpu):5.0f}x "
                   f"{sim_cpu / lava_cpu:8.0f}x | "
                   f"{'yes' if agree else 'NO':12s} | {gpu_figure(net, args.gpu_batch, args.repeats)}")
+            if args.eager:
+                with eager_cuba():
+                    sim, alone = rates(net, x, args.repeats, clock)
+                print(f"{'  eager CUBA step':20s} {'':5s} | {sim:8,.0f} {alone:9,.0f} {sim / alone:6.0%} |")
 
 
 if __name__ == "__main__":

@@ -129,8 +129,7 @@ def float32_is_full_precision() -> bool:
 def prepare(weight: torch.Tensor, p: Plan, scale: int = 1) -> torch.Tensor:
     """Weights times `scale` in the plan's operand dtype (exact when `plan` chose it: the integers and their
     products with the power of two `scale` are representable)."""
-    prepared = weight.to(p.operand)
-    return prepared.mul_(scale) if scale != 1 else prepared
+    return weight.to(p.operand, copy=True).mul_(scale) if scale != 1 else weight.to(p.operand)
 
 
 def matmul(x: torch.Tensor, weight_t: torch.Tensor, p: Plan) -> torch.Tensor:

@@ -83,3 +83,9 @@ def test_sum_bound_is_the_largest_row_sum_of_magnitudes_times_the_input():
     assert products.sum_bound(weight, 5) == 35
     conv = torch.tensor([[[[1, -2], [3, 0]]], [[[-7, 0], [0, 0]]]])  # [out 2, in 1, 2, 2]
     assert products.sum_bound(conv, 2) == 14
+
+
+def test_prepare_scales_a_copy():
+    weight = torch.tensor([[3.0, -254.0]])
+    prepared = products.prepare(weight, Plan(torch.float32, torch.float32), 64)
+    assert prepared.tolist() == [[192.0, -16256.0]] and weight.tolist() == [[3.0, -254.0]]
