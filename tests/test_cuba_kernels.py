@@ -3,6 +3,7 @@ Triton's (`hw_sim.neurons.cuba_triton`, run on CPU tensors under Triton's interp
 wrap, saturation, noise, bias and decays 0 and 4096, and lava-dl's mnist.net and small tgo nets (a stochastic
 conv layer, delays) through `simulate`; a kernel that fails falls back to the eager step."""
 import importlib
+import inspect
 import sys
 import types
 import warnings
@@ -27,7 +28,7 @@ MNIST = Path(pytest.importorskip("lava.lib.dl.netx").__file__).parents[4] / "tes
 @pytest.fixture(params=["numba", "triton"])
 def kernel(request, monkeypatch):
     """`cuba_numba`, or `cuba_triton` with its kernel under Triton's interpreter (reloaded as it was
-    afterwards)."""
+    afterwards, `triton.language.math` restored)."""
     pytest.importorskip(request.param)
     if request.param == "numba":
         from hw_sim.neurons import cuba_numba
@@ -40,6 +41,8 @@ def kernel(request, monkeypatch):
                         ("get_int8_ty", tl.uint8)):  # missing from 2.3's
         if not hasattr(interpreter.Builder, name):  # interpreter (casts to them fail there, not on a GPU)
             monkeypatch.setattr(interpreter.Builder, name, lambda self, dtype=dtype: dtype, raising=False)
+    for name, member in inspect.getmembers(tl.math):  # the interpreter replaces every member (its __file__ too,
+        monkeypatch.setattr(tl.math, name, member)      # which breaks hypothesis's module scan in later tests)
     from hw_sim.neurons import cuba_triton
     try:
         yield importlib.reload(cuba_triton)
