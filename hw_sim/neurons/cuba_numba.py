@@ -35,9 +35,10 @@ os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of it
 
 @lru_cache(maxsize=None)
 def _loop(wrap: bool, record: bool, in_place: bool) -> Callable[..., None]:
-    """The compiled loop with the wraps, the recording and the spikes' place (over the input, whose overlap
-    with a separate output would make LLVM's run-time check fall back to scalar code) fixed at compile time
-    (run-time switches stop LLVM from vectorizing it)."""
+    """The loop compiled for one combination of switches: the wraps and clip, the recording of u and v, and
+    spikes written over the input (in_place) or into their own tensor. Fixed at compile time because LLVM
+    vectorizes neither a loop with run-time switches nor one whose output overlaps an input it reads through
+    another array (its run-time overlap check then takes the scalar path)."""
     @njit(cache=True, nogil=True)
     def loop(a, spikes, flags, u_all, v_all, bias, noise, first, last, a_scale, u_keep, v_keep,
              threshold):  # pragma: no cover (compiled)
