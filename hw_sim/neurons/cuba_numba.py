@@ -34,9 +34,10 @@ os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of it
 
 
 @lru_cache(maxsize=None)
-def _loop(wrap: bool, record: bool, in_place: bool) -> Callable[..., None]:
-    """The loop compiled for one combination of switches: the wraps and clip, the recording of u and v, and
-    spikes written over the input (in_place) or into their own tensor. Fixed at compile time because LLVM
+def _loop(wrap: bool, record: bool, in_place: bool, u_kept: bool) -> Callable[..., None]:
+    """The loop compiled for one combination of switches: the wraps and clip, the recording of u and v,
+    spikes written over the input (in_place) or into their own tensor, and whether u keeps any of its previous
+    value (u_kept; without, u is this step's input, as for netx's default i_decay = 4096). Fixed at compile time because LLVM
     vectorizes neither a loop with run-time switches nor one whose output overlaps an input it reads through
     another array (its run-time overlap check then takes the scalar path)."""
     @njit(cache=True, nogil=True)
@@ -57,14 +58,17 @@ def _loop(wrap: bool, record: bool, in_place: bool) -> Callable[..., None]:
                 else:
                     sn = spikes[j, n]
                 for k in range(size):
-                    product = un[k] * u_keep  # trunc(product / 4096): Lava's int64 product >> 12 toward zero
-                    shifted = np.abs(product) >> 12
-                    x = (-shifted if product < 0 else shifted) + np.int64(an[k]) * a_scale
+                    x = np.int64(an[k]) * a_scale
+                    if u_kept:
+                        product = un[k] * u_keep  # trunc(product / 4096): Lava's int64 product >> 12 toward 0
+                        shifted = np.abs(product) >> 12
+                        x += -shifted if product < 0 else shifted
                     if wrap:
                         x = np.int64(np.int32(x))
                         x = x - 16777216 if x > 8388608 else x
                         x = x + 16777216 if x <= -8388608 else x
-                    un[k] = x
+                    if u_kept:
+                        un[k] = x
                     product = vn[k] * v_keep
                     shifted = np.abs(product) >> 12
                     y = (-shifted if product < 0 else shifted) + x + bias[k]
@@ -108,9 +112,9 @@ def run_cuba(a6: torch.Tensor, spikes: torch.Tensor, params: CubaParams, noise: 
     bias = torch.zeros(size, dtype=torch.int64) if params.bias is None else params.bias.reshape(size).to(torch.int64)
     levels = torch.zeros((steps, size), dtype=torch.int64) if noise is None else noise.reshape(steps, size).to(
         torch.int64)
-    constants = (a_scale, round(params.u_factor * DECAY_UNITY), round(params.v_factor * DECAY_UNITY),
-                 int(params.threshold))
-    loop = _loop(params.wrap or params.saturate, record, spikes.data_ptr() == a6.data_ptr())
+    u_keep, v_keep = (round(factor * DECAY_UNITY) for factor in (params.u_factor, params.v_factor))
+    constants = (a_scale, u_keep, v_keep, int(params.threshold))
+    loop = _loop(params.wrap or params.saturate, record, spikes.data_ptr() == a6.data_ptr(), u_keep > 0)
     threads = min(torch.get_num_threads(), count)
     bounds = [count * t // threads for t in range(threads + 1)]
     calls = [(view(a6), view(spikes), marks.view(count, steps, size).numpy(), *states, bias.numpy(),
