@@ -9,8 +9,8 @@ The CPU twin of `cuba_triton` (same arguments; the same integer arithmetic as `c
 The wraps and the clip run where `CubaParams.wrap` or `saturate` is on (one compiled variant: with `wrap`
 off, the bound of `cuba_params` proves that the wraps do nothing; without either, the clip does nothing too).
 The eager step runs about eight torch kernels per step over float64 state, about 1.8 ns per neuron and step
-on one core of the README's machine; this loop about 0.7 ns. With several torch threads, as many Python
-threads split the batch (the loop releases the GIL). Requires numba (imported here); each variant compiles
+on one core of the README's machine; this loop about 0.6 ns. With several torch threads, as many Python
+threads (the caller's and a pool's) split the batch (the loop releases the GIL). Requires numba (imported here); each variant compiles
 on first use (cached next to this file).
 """
 import os
@@ -29,7 +29,7 @@ from hw_sim.neurons.cuba import CubaParams
 # The loop reads and writes about eight arrays; LLVM vectorizes it only if it may check all their overlaps at
 # run time (its default allows 8 checks). Affects what numba compiles in this process, never a result.
 llvmlite.binding.set_option("hw_sim", "-runtime-memory-check-threshold=64")
-_POOL: Dict[int, ThreadPoolExecutor] = {}  # Python threads that split the batch, by count (created on first use)
+_POOL: Dict[int, ThreadPoolExecutor] = {}  # the threads that split the batch with the caller's, by count
 os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of its parent's threads
 
 
@@ -119,12 +119,11 @@ def run_cuba(a6: torch.Tensor, spikes: torch.Tensor, params: CubaParams, noise: 
     bounds = [count * t // threads for t in range(threads + 1)]
     calls = [(view(a6), view(spikes), marks.view(count, steps, size).numpy(), *states, bias.numpy(),
               levels.numpy(), first, last, *constants) for first, last in zip(bounds[:-1], bounds[1:])]
-    if threads == 1:
-        loop(*calls[0])
-    else:
-        if threads not in _POOL:
-            _POOL[threads] = ThreadPoolExecutor(threads, thread_name_prefix="hw_sim")
-        for future in [_POOL[threads].submit(loop, *call) for call in calls]:
-            future.result()
+    if threads > 1 and threads - 1 not in _POOL:
+        _POOL[threads - 1] = ThreadPoolExecutor(threads - 1, thread_name_prefix="hw_sim")
+    others = [_POOL[threads - 1].submit(loop, *call) for call in calls[1:]]
+    loop(*calls[0])  # the first slice in this thread
+    for future in others:
+        future.result()
     if flags is not None and not direct:
         flags.copy_(marks)
