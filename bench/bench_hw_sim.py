@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import resource
 import sys
 import tempfile
@@ -82,7 +83,13 @@ def lava_rates(net: NetFile, x: torch.Tensor) -> Tuple[float, float, bool]:
     sim = simulate(net, x)
     agree = all(bool((a == b).all()) for a, b in zip(lava.spikes, sim.spikes))
     work = (x.shape[0] - 1) * steps
-    return work / (stamps[x.shape[0]] - stamps[1]), work / (full_cpu - one_sample_cpu), agree
+    extra_cpu = full_cpu - one_sample_cpu   # start-up costs vary: on a loaded machine this can come out <= 0
+    return work / (stamps[x.shape[0]] - stamps[1]), work / extra_cpu if extra_cpu > 0 else math.nan, agree
+
+
+def times(rate: float, lava_rate: float) -> str:
+    """hw_sim's rate as a multiple of Lava's, or 'n/a' where Lava's CPU time could not be measured."""
+    return "n/a" if math.isnan(lava_rate) else f"{rate / lava_rate:.0f}x"
 
 
 def gpu_figure(net: NetFile, batch: int, repeats: int) -> str:
@@ -125,8 +132,8 @@ def main() -> None:
             sim_cpu = hw_sim_cpu_rate(net, x)
             lava_wall, lava_cpu, agree = lava_rates(net, x[:args.lava_samples])
             print(f"{name:20s} {net.window(x.shape[1]):5d} | {sim:8,.0f} {alone:9,.0f} {sim / alone:6.0%} | "
-                  f"{lava_wall:6,.0f} {sim / (lava_wall if args.clock == 'wall' else lava_cpu):5.0f}x "
-                  f"{sim_cpu / lava_cpu:8.0f}x | "
+                  f"{lava_wall:6,.0f} {times(sim, lava_wall if args.clock == 'wall' else lava_cpu):>6s} "
+                  f"{times(sim_cpu, lava_cpu):>9s} | "
                   f"{'yes' if agree else 'NO':12s} | {gpu_figure(net, args.gpu_batch, args.repeats)}")
             if args.eager:
                 with eager_cuba():
