@@ -9,10 +9,11 @@ fixed-point model):
   3. a gradient-free search over integer input levels scored by the search oracle (hw_sim in verify)
      by expected margin over `search` seeds, from the best example so far and from the clean image.
 Every side scores every candidate. Seeds (`Seeds`): the attacks draw their own noise; the `select` seeds
-choose each image's worst candidate; the disjoint `score` seeds score it: that is the headline (one chosen
-example per image, scored on fresh noise). The per-image minimum on the score seeds over the `SHORTLIST`
-candidates that did best on the select seeds is reported beside it (biased low: a minimum over noisy
-scores). Budget convergence: the images some side
+rank every candidate of an image; the `SHORTLIST` best are re-scored on the `confirm` seeds and the one with
+the lowest accuracy over both sets is the image's example (`choose`); the disjoint `score` seeds score it:
+that is the headline (one chosen example per image, scored on fresh noise). The per-image minimum on the
+score seeds over the shortlist is reported beside it (biased low: a minimum over noisy scores).
+Budget convergence: the images some side
 still gets right are attacked again by the strongest gradient sources and the search with every budget
 doubled (steps, restarts, EOT draws, queries); the pool grows by those candidates and the headline may move
 by less than `CONVERGED` (else a red flag).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -35,11 +36,12 @@ from robust.surrogates import SurrogateSpec
 
 SCORING_RULE = (
     "A sample's score is the fraction of noisy forwards, one per score seed, that classify it correctly (one "
-    "forward for a deterministic model). Each image's adversarial example is chosen among all candidates by "
-    "its score on the select seeds (ties: lower mean margin); the headline is the mean over images of the "
-    "chosen example's score on the score seeds, which no attack, search or choice has seen.")
+    "forward for a deterministic model). Each image's candidates are ranked by their score on the select seeds; "
+    "the best few are re-scored on the confirm seeds and the one with the lowest score over both seed sets "
+    "(ties: lower mean margin) is the image's example; the headline is the mean over images of the chosen "
+    "example's score on the score seeds, which no attack, search or choice has seen.")
 CONVERGED = 0.01           # largest headline move (fraction) when every budget doubles
-SHORTLIST = 8             # candidates per image scored on the score seeds (the per-image minimum's range)
+SHORTLIST = 8              # candidates per image re-scored on the confirm and score seeds
 SELECT_TIEBREAK = 1e-3     # weight of tanh(expected margin) when choosing among equally scored candidates
 
 
@@ -59,6 +61,7 @@ class Seeds:
     """Noise seeds by role; `check` asserts that no two roles share one."""
     search: List[int]
     select: List[int]
+    confirm: List[int]
     score: List[int]
     attack_base: int
 
@@ -66,12 +69,13 @@ class Seeds:
     def derive(cls, seed: int, budget: EngineBudget, repeats: int) -> "Seeds":
         seeds = cls([derive_seed(seed, "search", i) for i in range(budget.search_seeds)],
                     [derive_seed(seed, "select", i) for i in range(budget.select_seeds)],
+                    [derive_seed(seed, "confirm", i) for i in range(budget.confirm_seeds)],
                     [derive_seed(seed, "score", i) for i in range(repeats)], derive_seed(seed, "attack"))
         seeds.check()
         return seeds
 
     def check(self) -> None:
-        roles = {"search": self.search, "select": self.select, "score": self.score}
+        roles = {"search": self.search, "select": self.select, "confirm": self.confirm, "score": self.score}
         for a, first in roles.items():
             for b, second in roles.items():
                 if a < b and set(first) & set(second):
@@ -137,6 +141,7 @@ class _Pool:
         self.inputs: Dict[str, torch.Tensor] = {}
         self.keys: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
         self.accs: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
+        self.margins: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
 
     def add(self, candidates: Dict[str, torch.Tensor]) -> None:
         names = list(candidates)
@@ -151,6 +156,7 @@ class _Pool:
             for i, name in enumerate(names):
                 self.keys[side.name][name] = key[i * n:(i + 1) * n]
                 self.accs[side.name][name] = acc[i * n:(i + 1) * n]
+                self.margins[side.name][name] = mean_margin[i * n:(i + 1) * n]
         self.inputs.update(candidates)
 
     def strongest(self, sides: Sequence[Side], count: int) -> Dict[str, List[SurrogateSpec]]:
@@ -169,23 +175,45 @@ class _Pool:
         return chosen
 
     def result(self, side: Side, eps: float, base_headline: Optional[float]) -> SideEps:
-        """Choose per image by the select key; score the `SHORTLIST` best candidates on the score seeds."""
+        """Shortlist per image the `SHORTLIST` candidates best on the select seeds, re-score them on the confirm
+        seeds, choose the one with the lowest expected correctness over both seed sets (`choose`), and score
+        the shortlist on the score seeds."""
         names = list(self.inputs)
         keys = torch.stack([self.keys[side.name][k] for k in names])              # [C, N]
-        order = keys.argsort(0)[:SHORTLIST]                                       # [m, N], chosen first
+        order = keys.argsort(0)[:SHORTLIST]                                       # [m, N]
         rows = torch.arange(len(self.x))
         stacked = torch.stack([self.inputs[k] for k in names])
         shortlist = stacked[order, rows]                                          # [m, N, ...]
-        accs = score(side.scorer, shortlist.flatten(0, 1), self.y.repeat(len(order)),
-                     self.seeds.score)[0].view(len(order), -1)
+        flat, ys = shortlist.flatten(0, 1), self.y.repeat(len(order))
+        first = (torch.stack([self.accs[side.name][k] for k in names])[order, rows],
+                 torch.stack([self.margins[side.name][k] for k in names])[order, rows])
+        second, n_second = first, 0
+        if side.scorer.stochastic and self.seeds.confirm:
+            second = tuple(t.view(len(order), -1) for t in score(side.scorer, flat, ys, self.seeds.confirm))
+            n_second = len(self.seeds.confirm)
+        pick = choose(first, second, len(self.seeds.select), n_second)
+        accs = score(side.scorer, flat, ys, self.seeds.score)[0].view(len(order), -1)
         groups: Dict[str, List[int]] = {}
         for i, name in enumerate(names):
             if name != "clean":
                 groups.setdefault(source_group(name), []).append(i)
         select_accs = torch.stack([self.accs[side.name][k] for k in names])
         per_source = {g: float(select_accs[idx].min(0).values.mean()) for g, idx in groups.items()}
-        return SideEps(eps, accs[0], accs.min(0).values, [names[i] for i in order[0].tolist()], shortlist[0],
-                       float(accs[0].mean()) if base_headline is None else base_headline, per_source)
+        headline = accs[pick, rows]
+        return SideEps(eps, headline, accs.min(0).values, [names[i] for i in order[pick, rows].tolist()],
+                       shortlist[pick, rows], float(headline.mean()) if base_headline is None else base_headline,
+                       per_source)
+
+
+def choose(first: Tuple[torch.Tensor, torch.Tensor], second: Tuple[torch.Tensor, torch.Tensor], n_first: int,
+           n_second: int) -> torch.Tensor:
+    """Per image, the shortlist row with the lowest expected correctness: the accuracy pooled over both seed
+    sets (weights `n_first`, `n_second`: their numbers of forwards), ties broken by the lower pooled mean margin.
+    first / second: (accuracy, mean margin), each [m, N] -> [N] row indices into the shortlist."""
+    total = n_first + n_second
+    acc = (n_first * first[0] + n_second * second[0]) / total
+    mean_margin = (n_first * first[1] + n_second * second[1]) / total
+    return (acc + SELECT_TIEBREAK * torch.tanh(mean_margin)).argmin(0)
 
 
 def _own(surrogates: Sequence[SurrogateSpec]) -> List[SurrogateSpec]:

@@ -6,7 +6,7 @@ from torch import nn
 from robust.attacks import grid
 from robust.attacks.adaptive import checkpoints
 from robust.attacks.losses import row_losses
-from robust.engine import Seeds, Side, run_engine, source_group
+from robust.engine import Seeds, Side, choose, run_engine, source_group
 from robust.options import EngineBudget
 from robust.seeded import FloatModel
 from robust.surrogates import parse_surrogates
@@ -74,11 +74,24 @@ def test_planted_gradient_mask_is_still_broken_by_the_grid_search(vanilla):
 
 def test_seed_roles_are_disjoint_and_overlap_is_refused():
     seeds = Seeds.derive(0, EngineBudget(), repeats=20)
-    roles = [set(seeds.search), set(seeds.select), set(seeds.score)]
-    assert sum(map(len, roles)) == len(set().union(*roles)) == 4 + 8 + 20
+    roles = [set(seeds.search), set(seeds.select), set(seeds.confirm), set(seeds.score)]
+    assert sum(map(len, roles)) == len(set().union(*roles)) == 4 + 8 + 32 + 20
     seeds.select.append(seeds.score[3])
     with pytest.raises(ValueError, match="select and score|score and select"):
         seeds.check()
+    seeds = Seeds.derive(0, EngineBudget(), repeats=20)
+    seeds.confirm.append(seeds.score[0])
+    with pytest.raises(ValueError, match="confirm and score|score and confirm"):
+        seeds.check()
+
+
+def test_choice_pools_select_and_confirm_forwards():
+    # image 0: row 0 won on 8 select forwards by luck (0/8) but is right on 16 of 32 confirm forwards (pooled 0.4);
+    # row 1 is right on 1/8 and 4/32 (0.125): row 1 is chosen. Image 1: equal accuracy, the lower margin wins.
+    first = (torch.tensor([[0.0, 0.5], [0.125, 0.5]]), torch.tensor([[-1.0, 0.3], [0.5, -0.2]]))
+    second = (torch.tensor([[0.5, 0.5], [0.125, 0.5]]), torch.tensor([[0.2, 0.3], [0.1, -0.2]]))
+    assert choose(first, second, 8, 32).tolist() == [1, 1]
+    assert choose(first, second, 8, 0).tolist() == [0, 1]          # without confirm forwards: the lucky row
 
 
 def test_under_budgeted_run_is_flagged(vanilla):
