@@ -37,7 +37,7 @@ def main(root: Path = Path("runs/demo"), name: str = "tgo+at", n: int = 150) -> 
     hwsim = HwSimModel(net, scale)
     sides = [Side("float", FloatModel(model, x[:64]), model, parse_surrogates(DEFAULT_SWEEP, alpha), "float"),
              Side("fixed", hwsim, DeployedTwin(net, ckpt.config.neuron, scale),
-                  parse_surrogates(DEFAULT_TWIN_SWEEP, alpha), "twin")]
+                  parse_surrogates(DEFAULT_TWIN_SWEEP, alpha), "twin", eot_from="float")]
     started = time.perf_counter()
     result = run_engine(sides, Side("hw_sim", hwsim, origin="hw_sim"), x, y, [0.125], net.tgo.input_scale,
                         EngineBudget(), 0, 10)

@@ -6,9 +6,9 @@ from torch import nn
 from robust.attacks import grid
 from robust.attacks.adaptive import checkpoints
 from robust.attacks.losses import row_losses
-from robust.engine import Seeds, Side, choose, run_engine, source_group
+from robust.engine import Seeds, Side, _Pool, choose, run_engine, source_group
 from robust.options import EngineBudget
-from robust.seeded import FloatModel
+from robust.seeded import FloatModel, SeededModel
 from robust.surrogates import parse_surrogates
 from train.checkpoint import load_checkpoint
 from train.data import load_dataset
@@ -108,3 +108,41 @@ def test_source_groups():
     assert source_group("twin-apgd-dlr@ste:1#2/corner x2") == "twin-apgd/corner"
     assert source_group("float-apgd-ce@own#0") == "float-apgd"
     assert source_group("hw_sim-search@best x2") == "hw_sim-search@best"
+
+
+class _Sign(SeededModel):
+    """Deterministic 2-class model on 1 pixel: class 1 when x > 0.5."""
+    stochastic = False
+
+    def logits(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        return torch.stack([0.5 - x[:, 0], x[:, 0] - 0.5], 1).double()
+
+
+def test_cascade_pool_covers_alive_rows_and_counts_earlier_breaks():
+    x, y = torch.tensor([[0.9], [0.8], [0.1]]), torch.tensor([1, 1, 1])     # image 2 is wrong when clean
+    side = Side("float", _Sign())
+    pool = _Pool([side], x, y, Seeds.derive(0, EngineBudget.quick(), repeats=1))
+    pool.add({"clean": x})
+    assert pool.alive().tolist() == [0, 1]
+    pool.add({"a": torch.tensor([[0.2], [0.7]])}, rows=torch.tensor([0, 1]))  # breaks image 0 only
+    assert pool.alive().tolist() == [1]
+    assert torch.equal(pool.inputs["a"][2], x[2])                           # uncovered rows keep the clean input
+    pool.add({"b": torch.tensor([[0.3]])}, rows=torch.tensor([1]))            # breaks image 1
+    assert pool.alive().tolist() == []
+    # 'b' ran on image 1 only; images 0 and 2 were broken before it ran and count as broken for it
+    assert pool.source_accuracy(side, ["b"]) == 0.0 and pool.source_accuracy(side, ["a"]) == pytest.approx(1 / 3)
+    assert pool.accs["float"]["b"].tolist() == [1.0, 0.0, 0.0]                # its table keeps clean scores elsewhere
+
+
+def test_twin_side_takes_the_float_sides_eot_probe(trained_runs):
+    ckpt = load_checkpoint(trained_runs["tgo"][0])
+    data = load_dataset(ckpt.config.data)
+    model, x, y = ckpt.build_model("cpu").eval(), data.test_x[:8], data.test_y[:8]
+    first = _side(model, x)
+    second = Side("fixed", first.scorer, model, first.surrogates, "twin", eot_from="float")
+    budget = EngineBudget(steps=2, restarts=1, eot_k=0, eot_k_max=2, search_queries=8, search_seeds=1,
+                          select_seeds=2, confirm_seeds=2, doubled_sources=1)
+    result = run_engine([second, first], first, x, y, [0.0625], 16, budget, seed=0, repeats=2)
+    assert result.eot["float"]["probe"] and result.eot["fixed"]["probe"] == []
+    assert result.eot["fixed"]["k"] == result.eot["float"]["k"] == 2
+    assert result.eot["fixed"]["chosen_by"] == "the float side's probe"
