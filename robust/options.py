@@ -22,7 +22,7 @@ class EngineBudget:
     (a stochastic model's per-image accuracy is a probability: the choice needs enough forwards not to be noise);
     doubled_sources: how many of the strongest (side, surrogate) gradient sources the doubled round reruns.
     """
-    steps: int = 20
+    steps: int = 50
     restarts: int = 3
     eot_k: int = 0
     eot_k_max: int = 8
