@@ -139,13 +139,12 @@ def source_group(name: str) -> str:
 class _Pool:
     """Candidates of one eps and, per side, their select-seed keys, accuracies and mean margins (per image).
 
-    A candidate may cover some rows only (`add`'s `rows`): the other images keep their clean input and
-    clean scores, and count as broken for its source's figures (they were broken before it ran: `alive`)."""
+    A candidate may cover some rows only (`add`'s `rows`): the other images keep their clean input and clean
+    scores, so a source is not credited with images that earlier sources of the cascade broke (`alive`)."""
 
     def __init__(self, sides: Sequence[Side], x: torch.Tensor, y: torch.Tensor, seeds: Seeds):
         self.sides, self.x, self.y, self.seeds = sides, x, y, seeds
         self.inputs: Dict[str, torch.Tensor] = {}
-        self.covered: Dict[str, torch.Tensor] = {}                  # name -> [N] bool: rows it attacked
         self.keys: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
         self.accs: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
         self.margins: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
@@ -160,8 +159,6 @@ class _Pool:
         m = len(rows)
         flat = torch.cat([candidates[k] for k in names])
         ys = self.y[rows].repeat(len(names))
-        covered = torch.zeros(n, dtype=torch.bool)
-        covered[rows] = True
         for side in self.sides:
             acc, mean_margin = score(side.scorer, flat, ys, self.seeds.select)
             key = acc + SELECT_TIEBREAK * torch.tanh(mean_margin)
@@ -173,7 +170,7 @@ class _Pool:
         for name in names:
             full = self.x.clone()
             full[rows] = candidates[name].to(self.x.dtype)
-            self.inputs[name], self.covered[name] = full, covered
+            self.inputs[name] = full
 
     def alive(self) -> torch.Tensor:
         """Images that some side still classifies correctly on some select seed with every candidate: [k] rows."""
@@ -181,9 +178,8 @@ class _Pool:
         return (best > 0).any(0).nonzero()[:, 0]
 
     def source_accuracy(self, judge: Side, names: Sequence[str]) -> float:
-        """Accuracy on the select seeds of the per-image minimum over `names`; rows none of them covered count 0."""
-        accs = torch.stack([torch.where(self.covered[k], self.accs[judge.name][k], 0.0) for k in names])
-        return float(accs.min(0).values.mean())
+        """Accuracy on the select seeds of the per-image minimum over `names` (clean scores where none attacked)."""
+        return float(torch.stack([self.accs[judge.name][k] for k in names]).min(0).values.mean())
 
     def strongest(self, sides: Sequence[Side], count: int) -> Dict[str, List[SurrogateSpec]]:
         """The `count` (side, surrogate) gradient sources whose candidates score lowest on any side."""

@@ -26,7 +26,7 @@ class EngineBudget:
     restarts: int = 3
     eot_k: int = 0
     eot_k_max: int = 8
-    search_queries: int = 200
+    search_queries: int = 400
     proposals: int = 8
     search_seeds: int = 4
     select_seeds: int = 8
