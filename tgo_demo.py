@@ -38,7 +38,7 @@ class DemoPlan:
     n: int = 150                     # test samples verified
     lava_n: int = 20                 # samples re-run in Lava (clean and adversarial)
     eps: str = "0.0625,0.125"       # 1 and 2 of the digits' 16 grey levels: exact on the chip's input grid
-    repeats: int = 10
+    repeats: int = 20                # score seeds per input, as `tgo verify`
     budget: EngineBudget = field(default_factory=EngineBudget)   # the CLI's defaults
     surrogates: str = DEFAULT_SWEEP
     twin_surrogates: str = DEFAULT_TWIN_SWEEP

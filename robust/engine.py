@@ -3,16 +3,19 @@
 For each eps, one pool of candidate inputs per image, shared by every side (the float model, the deployed
 fixed-point model):
   1. APGD per side's differentiable model, swept over surrogates, restarts (losses ce, margin, dlr) and EOT
-     over the neuron noise (`attacks.adaptive.sweep`), EOT draws chosen per side by a doubling probe;
+     over the neuron noise (`attacks.adaptive.sweep`), EOT draws chosen by a doubling probe (per side, or
+     taken from a side with the same noise model: `Side.eot_from`, e.g. the twin from the float model);
   2. every such example also as the chip sees it (`grid.rounded`) and pushed to the ball's grid corners
      (`grid.corners`);
   3. a gradient-free search over integer input levels scored by the search oracle (hw_sim in verify)
      by expected margin over `search` seeds, from the best example so far and from the clean image.
 Every side scores every candidate. Seeds (`Seeds`): the attacks draw their own noise; the `select` seeds
-choose each image's worst candidate; the disjoint `score` seeds score it: that is the headline (one chosen
-example per image, scored on fresh noise). The per-image minimum on the score seeds over the `SHORTLIST`
-candidates that did best on the select seeds is reported beside it (biased low: a minimum over noisy
-scores). Budget convergence: the images some side
+rank every candidate of an image; the `SHORTLIST` best are re-scored on the `confirm` seeds and the one with
+the lowest accuracy over both sets is the image's example (`choose`); the disjoint `score` seeds score it:
+that is the headline (one chosen example per image, scored on fresh noise). The per-image minimum on the
+score seeds over the shortlist is reported beside it (biased low: a minimum over noisy scores).
+Sources run as a cascade: each attacks only the images that some side still gets right on some select seed
+with every candidate so far (`_Pool.alive`). Budget convergence: the images some side
 still gets right are attacked again by the strongest gradient sources and the search with every budget
 doubled (steps, restarts, EOT draws, queries); the pool grows by those candidates and the headline may move
 by less than `CONVERGED` (else a red flag).
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -35,11 +38,12 @@ from robust.surrogates import SurrogateSpec
 
 SCORING_RULE = (
     "A sample's score is the fraction of noisy forwards, one per score seed, that classify it correctly (one "
-    "forward for a deterministic model). Each image's adversarial example is chosen among all candidates by "
-    "its score on the select seeds (ties: lower mean margin); the headline is the mean over images of the "
-    "chosen example's score on the score seeds, which no attack, search or choice has seen.")
+    "forward for a deterministic model). Each image's candidates are ranked by their score on the select seeds; "
+    "the best few are re-scored on the confirm seeds and the one with the lowest score over both seed sets "
+    "(ties: lower mean margin) is the image's example; the headline is the mean over images of the chosen "
+    "example's score on the score seeds, which no attack, search or choice has seen.")
 CONVERGED = 0.01           # largest headline move (fraction) when every budget doubles
-SHORTLIST = 8             # candidates per image scored on the score seeds (the per-image minimum's range)
+SHORTLIST = 8              # candidates per image re-scored on the confirm and score seeds
 SELECT_TIEBREAK = 1e-3     # weight of tanh(expected margin) when choosing among equally scored candidates
 
 
@@ -52,6 +56,7 @@ class Side:
     attackable: Optional[nn.Module] = None
     surrogates: List[SurrogateSpec] = field(default_factory=list)
     origin: str = ""                           # prefix of its gradient candidates ('float', 'twin')
+    eot_from: Optional[str] = None             # take EOT draws from this side's probe (same noise model)
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Seeds:
     """Noise seeds by role; `check` asserts that no two roles share one."""
     search: List[int]
     select: List[int]
+    confirm: List[int]
     score: List[int]
     attack_base: int
 
@@ -66,12 +72,13 @@ class Seeds:
     def derive(cls, seed: int, budget: EngineBudget, repeats: int) -> "Seeds":
         seeds = cls([derive_seed(seed, "search", i) for i in range(budget.search_seeds)],
                     [derive_seed(seed, "select", i) for i in range(budget.select_seeds)],
+                    [derive_seed(seed, "confirm", i) for i in range(budget.confirm_seeds)],
                     [derive_seed(seed, "score", i) for i in range(repeats)], derive_seed(seed, "attack"))
         seeds.check()
         return seeds
 
     def check(self) -> None:
-        roles = {"search": self.search, "select": self.select, "score": self.score}
+        roles = {"search": self.search, "select": self.select, "confirm": self.confirm, "score": self.score}
         for a, first in roles.items():
             for b, second in roles.items():
                 if a < b and set(first) & set(second):
@@ -130,28 +137,49 @@ def source_group(name: str) -> str:
 
 
 class _Pool:
-    """Candidates of one eps and, per side, their select-seed keys and accuracies (per image)."""
+    """Candidates of one eps and, per side, their select-seed keys, accuracies and mean margins (per image).
+
+    A candidate may cover some rows only (`add`'s `rows`): the other images keep their clean input and clean
+    scores, so a source is not credited with images that earlier sources of the cascade broke (`alive`)."""
 
     def __init__(self, sides: Sequence[Side], x: torch.Tensor, y: torch.Tensor, seeds: Seeds):
         self.sides, self.x, self.y, self.seeds = sides, x, y, seeds
         self.inputs: Dict[str, torch.Tensor] = {}
         self.keys: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
         self.accs: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
+        self.margins: Dict[str, Dict[str, torch.Tensor]] = {s.name: {} for s in sides}
 
-    def add(self, candidates: Dict[str, torch.Tensor]) -> None:
+    def add(self, candidates: Dict[str, torch.Tensor], rows: Optional[torch.Tensor] = None) -> None:
+        """Score `candidates` (name -> inputs [len(rows), ...] for the images `rows`; all images if None)."""
         names = list(candidates)
         if not names:
             return
-        flat = torch.cat([candidates[k] for k in names])
-        ys = self.y.repeat(len(names))
         n = len(self.x)
+        rows = torch.arange(n) if rows is None else rows
+        m = len(rows)
+        flat = torch.cat([candidates[k] for k in names])
+        ys = self.y[rows].repeat(len(names))
         for side in self.sides:
             acc, mean_margin = score(side.scorer, flat, ys, self.seeds.select)
             key = acc + SELECT_TIEBREAK * torch.tanh(mean_margin)
             for i, name in enumerate(names):
-                self.keys[side.name][name] = key[i * n:(i + 1) * n]
-                self.accs[side.name][name] = acc[i * n:(i + 1) * n]
-        self.inputs.update(candidates)
+                for table, values in ((self.keys, key), (self.accs, acc), (self.margins, mean_margin)):
+                    full = table[side.name]["clean"].clone() if m < n else torch.empty_like(values[:n])
+                    full[rows] = values[i * m:(i + 1) * m]
+                    table[side.name][name] = full
+        for name in names:
+            full = self.x.clone()
+            full[rows] = candidates[name].to(self.x.dtype)
+            self.inputs[name] = full
+
+    def alive(self) -> torch.Tensor:
+        """Images that some side still classifies correctly on some select seed with every candidate: [k] rows."""
+        best = torch.stack([torch.stack(list(self.accs[s.name].values())).min(0).values for s in self.sides])
+        return (best > 0).any(0).nonzero()[:, 0]
+
+    def source_accuracy(self, judge: Side, names: Sequence[str]) -> float:
+        """Accuracy on the select seeds of the per-image minimum over `names` (clean scores where none attacked)."""
+        return float(torch.stack([self.accs[judge.name][k] for k in names]).min(0).values.mean())
 
     def strongest(self, sides: Sequence[Side], count: int) -> Dict[str, List[SurrogateSpec]]:
         """The `count` (side, surrogate) gradient sources whose candidates score lowest on any side."""
@@ -160,32 +188,53 @@ class _Pool:
             for surrogate in (side.surrogates if side.attackable is not None else []):
                 tag = f"{side.origin}-apgd-"
                 names = [k for k in self.inputs if k.startswith(tag) and f"@{surrogate.label}#" in k]
-                accuracy = min(float(torch.stack([self.accs[judge.name][k] for k in names]).min(0).values.mean())
-                               for judge in self.sides)
-                ranked.append((accuracy, side.name, surrogate))
+                if names:
+                    ranked.append((min(self.source_accuracy(judge, names) for judge in self.sides), side.name,
+                                   surrogate))
         chosen: Dict[str, List[SurrogateSpec]] = {side.name: [] for side in sides}
         for _, name, surrogate in sorted(ranked, key=lambda row: row[0])[:count]:
             chosen[name].append(surrogate)
         return chosen
 
     def result(self, side: Side, eps: float, base_headline: Optional[float]) -> SideEps:
-        """Choose per image by the select key; score the `SHORTLIST` best candidates on the score seeds."""
+        """Shortlist per image the `SHORTLIST` candidates best on the select seeds, re-score them on the confirm
+        seeds, choose the one with the lowest expected correctness over both seed sets (`choose`), and score
+        the shortlist on the score seeds."""
         names = list(self.inputs)
         keys = torch.stack([self.keys[side.name][k] for k in names])              # [C, N]
-        order = keys.argsort(0)[:SHORTLIST]                                       # [m, N], chosen first
+        order = keys.argsort(0)[:SHORTLIST]                                       # [m, N]
         rows = torch.arange(len(self.x))
         stacked = torch.stack([self.inputs[k] for k in names])
         shortlist = stacked[order, rows]                                          # [m, N, ...]
-        accs = score(side.scorer, shortlist.flatten(0, 1), self.y.repeat(len(order)),
-                     self.seeds.score)[0].view(len(order), -1)
+        flat, ys = shortlist.flatten(0, 1), self.y.repeat(len(order))
+        first = (torch.stack([self.accs[side.name][k] for k in names])[order, rows],
+                 torch.stack([self.margins[side.name][k] for k in names])[order, rows])
+        second, n_second = first, 0
+        if side.scorer.stochastic and self.seeds.confirm:
+            second = tuple(t.view(len(order), -1) for t in score(side.scorer, flat, ys, self.seeds.confirm))
+            n_second = len(self.seeds.confirm)
+        pick = choose(first, second, len(self.seeds.select), n_second)
+        accs = score(side.scorer, flat, ys, self.seeds.score)[0].view(len(order), -1)
         groups: Dict[str, List[int]] = {}
         for i, name in enumerate(names):
             if name != "clean":
                 groups.setdefault(source_group(name), []).append(i)
-        select_accs = torch.stack([self.accs[side.name][k] for k in names])
-        per_source = {g: float(select_accs[idx].min(0).values.mean()) for g, idx in groups.items()}
-        return SideEps(eps, accs[0], accs.min(0).values, [names[i] for i in order[0].tolist()], shortlist[0],
-                       float(accs[0].mean()) if base_headline is None else base_headline, per_source)
+        per_source = {g: self.source_accuracy(side, [names[i] for i in idx]) for g, idx in groups.items()}
+        headline = accs[pick, rows]
+        return SideEps(eps, headline, accs.min(0).values, [names[i] for i in order[pick, rows].tolist()],
+                       shortlist[pick, rows], float(headline.mean()) if base_headline is None else base_headline,
+                       per_source)
+
+
+def choose(first: Tuple[torch.Tensor, torch.Tensor], second: Tuple[torch.Tensor, torch.Tensor], n_first: int,
+           n_second: int) -> torch.Tensor:
+    """Per image, the shortlist row with the lowest expected correctness: the accuracy pooled over both seed
+    sets (weights `n_first`, `n_second`: their numbers of forwards), ties broken by the lower pooled mean margin.
+    first / second: (accuracy, mean margin), each [m, N] -> [N] row indices into the shortlist."""
+    total = n_first + n_second
+    acc = (n_first * first[0] + n_second * second[0]) / total
+    mean_margin = (n_first * first[1] + n_second * second[1]) / total
+    return (acc + SELECT_TIEBREAK * torch.tanh(mean_margin)).argmin(0)
 
 
 def _own(surrogates: Sequence[SurrogateSpec]) -> List[SurrogateSpec]:
@@ -212,46 +261,47 @@ def probe_eot(side: Side, x: torch.Tensor, y: torch.Tensor, eps: float, budget: 
         k *= 2
 
 
-def _candidates(sides: Sequence[Side], surrogates: Dict[str, List[SurrogateSpec]], oracle: Side, x: torch.Tensor,
-                y: torch.Tensor, rows: torch.Tensor, eps: float, q: int, budget: EngineBudget, eot_k: Dict[str, int],
-                seeds: Seeds, tag: str, seconds: Dict[str, float]) -> Dict[str, torch.Tensor]:
-    """Gradient examples (+ grid and corner variants) of every side with its `surrogates`, and the oracle's
-    grid search, on `rows` (other images keep their clean input); names get the suffix `tag`."""
-    suffix = f" {tag}" if tag else ""
-    out: Dict[str, torch.Tensor] = {}
-    xs, ys = x[rows], y[rows]
-
-    def full(adv: torch.Tensor) -> torch.Tensor:
-        filled = x.clone()
-        filled[rows] = adv.to(x.dtype)
-        return filled
-
+def _attack(pool: _Pool, sides: Sequence[Side], surrogates: Dict[str, List[SurrogateSpec]], oracle: Side,
+            eps: float, q: int, budget: EngineBudget, eot_k: Dict[str, int], tag: str,
+            seconds: Dict[str, float]) -> None:
+    """Add to `pool`, one source after another, each on the images still `alive` (a cascade): the gradient
+    examples of every side with its `surrogates` (+ grid and corner variants), then the oracle's grid search
+    from the best candidate so far (and, in the first round, from the clean image). Names get `tag`."""
+    suffix, seeds, x, y = (f" {tag}" if tag else ""), pool.seeds, pool.x, pool.y
     for side in sides:
-        if side.attackable is None or not surrogates[side.name]:
-            continue
-        started = time.perf_counter()
-        runs = sweep(side.attackable, xs, ys, eps, surrogates[side.name], budget.restarts, budget.steps,
-                     eot_k[side.name], derive_seed(seeds.attack_base, eps, side.name, tag))
-        for key, adv in runs.items():
-            name = f"{side.origin}-{key}"
-            out[name + suffix] = full(adv)
-            out[f"{name}/grid{suffix}"] = full(grid.rounded(adv, xs, eps, q))
-            out[f"{name}/corner{suffix}"] = full(grid.corners(adv, xs, eps, q))
-        seconds[f"{side.origin}-apgd"] = seconds.get(f"{side.origin}-apgd", 0.0) + time.perf_counter() - started
+        for surrogate in (surrogates[side.name] if side.attackable is not None else []):
+            rows = pool.alive()
+            if not len(rows):
+                return
+            started = time.perf_counter()
+            xs = x[rows]
+            runs = sweep(side.attackable, xs, y[rows], eps, [surrogate], budget.restarts, budget.steps,
+                         eot_k[side.name], derive_seed(seeds.attack_base, eps, side.name, surrogate.label, tag))
+            out: Dict[str, torch.Tensor] = {}
+            for key, adv in runs.items():
+                name = f"{side.origin}-{key}"
+                out[name + suffix] = adv
+                out[f"{name}/grid{suffix}"] = grid.rounded(adv, xs, eps, q)
+                out[f"{name}/corner{suffix}"] = grid.corners(adv, xs, eps, q)
+            seconds[f"{side.origin}-apgd"] = seconds.get(f"{side.origin}-apgd", 0.0) + time.perf_counter() - started
+            pool.add(out, rows)
+    rows = pool.alive()
+    if not len(rows):
+        return
     started = time.perf_counter()
+    judge = next((s for s in sides if s.scorer is oracle.scorer), sides[0])
+    names = list(pool.inputs)
+    best = torch.stack([pool.keys[judge.name][k][rows] for k in names]).argmin(0)
+    starts = {"best": torch.stack([pool.inputs[k][rows] for k in names])[best, torch.arange(len(rows))]}
+    if not tag:
+        starts["clean"] = x[rows]
     oracle_fn: Callable = lambda inputs, labels: score(oracle.scorer, inputs, labels, seeds.search)[1]
-    starts = {"clean": xs} if not tag else {}
-    if out:
-        names = list(out)
-        values = torch.stack([oracle_fn(out[k][rows], ys) for k in names])
-        stacked = torch.stack([out[k][rows] for k in names])
-        starts["best"] = stacked[values.argmin(0), torch.arange(len(rows))]
     generator = torch.Generator().manual_seed(derive_seed(seeds.attack_base, eps, "search", tag))
-    for start_name, start in starts.items():
-        found = grid.search(oracle_fn, xs, ys, eps, q, start, budget.search_queries, budget.proposals, generator)
-        out[f"{oracle.origin}-search@{start_name}{suffix}"] = full(found)
+    found = {f"{oracle.origin}-search@{start_name}{suffix}":
+             grid.search(oracle_fn, x[rows], y[rows], eps, q, start, budget.search_queries, budget.proposals, generator)
+             for start_name, start in starts.items()}
     seconds[f"{oracle.origin}-search"] = seconds.get(f"{oracle.origin}-search", 0.0) + time.perf_counter() - started
-    return out
+    pool.add(found, rows)
 
 
 def run_engine(sides: Sequence[Side], oracle: Side, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float],
@@ -265,26 +315,27 @@ def run_engine(sides: Sequence[Side], oracle: Side, x: torch.Tensor, y: torch.Te
             side.attackable.eval()
     clean = {side.name: score(side.scorer, x, y, seeds.score)[0] for side in sides}
     log("EOT draws: doubling probe")
-    eot = {side.name: probe_eot(side, x, y, max(eps_values), budget, seeds, derive_seed(seed, "probe", side.name))
-           for side in sides}
-    eot_k = {name: int(entry["k"]) for name, entry in eot.items()}
+    started = time.perf_counter()
+    eot: Dict[str, Dict[str, object]] = {}
+    for side in sorted(sides, key=lambda s: s.eot_from is not None):
+        if side.eot_from in eot and side.scorer.stochastic and not budget.eot_k:
+            eot[side.name] = {**eot[side.eot_from], "probe": [], "chosen_by": f"the {side.eot_from} side's probe"}
+        else:
+            eot[side.name] = probe_eot(side, x, y, max(eps_values), budget, seeds, derive_seed(seed, "probe", side.name))
+    eot_k = {side.name: int(eot[side.name]["k"]) for side in sides}
     results: Dict[str, List[SideEps]] = {side.name: [] for side in sides}
-    seconds: Dict[str, float] = {}
-    everyone = torch.arange(len(x))
+    seconds: Dict[str, float] = {"eot-probe": time.perf_counter() - started}
     for eps in eps_values:
         pool = _Pool(sides, x, y, seeds)
         pool.add({"clean": x})
         log(f"eps {eps:g}: gradient sweep, grid variants and grid search")
-        pool.add(_candidates(sides, {s.name: s.surrogates for s in sides}, oracle, x, y, everyone, eps, q, budget,
-                             eot_k, seeds, "", seconds))
+        _attack(pool, sides, {s.name: s.surrogates for s in sides}, oracle, eps, q, budget, eot_k, "", seconds)
         base = {side.name: pool.result(side, eps, None) for side in sides}
-        alive = torch.stack([base[s.name].headline > 0 for s in sides]).any(0).nonzero()[:, 0]
-        if len(alive):
-            log(f"eps {eps:g}: doubled budget on {len(alive)} images")
-            doubled = budget.doubled(max(eot_k.values()))
-            more_k = {s.name: 2 * eot_k[s.name] if s.scorer.stochastic else 1 for s in sides}
-            pool.add(_candidates(sides, pool.strongest(sides, budget.doubled_sources), oracle, x, y, alive, eps, q,
-                                 doubled, more_k, seeds, "x2", seconds))
+        log(f"eps {eps:g}: doubled budget on {len(pool.alive())} images")
+        doubled = budget.doubled(max(eot_k.values()))
+        more_k = {s.name: 2 * eot_k[s.name] if s.scorer.stochastic else 1 for s in sides}
+        _attack(pool, sides, pool.strongest(sides, budget.doubled_sources), oracle, eps, q, doubled, more_k, "x2",
+                seconds)
         for side in sides:
             results[side.name].append(pool.result(side, eps, base[side.name].accuracy))
     return EngineResult(clean, results, eot, seeds, budget, seconds)

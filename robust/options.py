@@ -1,7 +1,7 @@
 """The options of `tgo attack` and their defaults (imported by the CLI without loading torch)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 DEFAULT_ATTACKS = "fgsm,rfgsm,pgd10,pgd20,eot-pgd20,apgd-ce,apgd-dlr,eot-apgd-ce,square"
@@ -17,30 +17,32 @@ class EngineBudget:
     steps: APGD iterations per start; restarts: starts per image and surrogate (losses cycle ce, margin,
     dlr); eot_k: noise draws per gradient (0: chosen by the doubling probe, at most eot_k_max);
     search_queries: oracle evaluations per image and start of the grid search, `proposals` per round;
-    search_seeds / select_seeds: noise seeds that guide the search / choose each image's example;
+    search_seeds / select_seeds: noise seeds that guide the search / rank every candidate of each image;
+    confirm_seeds: further noise seeds that re-score each image's shortlist before its example is chosen
+    (a stochastic model's per-image accuracy is a probability: the choice needs enough forwards not to be noise);
     doubled_sources: how many of the strongest (side, surrogate) gradient sources the doubled round reruns.
     """
-    steps: int = 20
+    steps: int = 50
     restarts: int = 3
     eot_k: int = 0
     eot_k_max: int = 8
-    search_queries: int = 200
+    search_queries: int = 400
     proposals: int = 8
     search_seeds: int = 4
     select_seeds: int = 8
+    confirm_seeds: int = 32
     doubled_sources: int = 2
 
     @classmethod
     def quick(cls) -> "EngineBudget":
         """A tiny budget for tests and `tgo demo --quick` (seconds; its headline is not converged)."""
         return cls(steps=4, restarts=1, eot_k=2, search_queries=16, search_seeds=2, select_seeds=2,
-                   doubled_sources=1)
+                   confirm_seeds=2, doubled_sources=1)
 
     def doubled(self, eot_k: int) -> "EngineBudget":
         """Twice the steps, restarts, EOT draws (from the `eot_k` in use) and search queries."""
-        return EngineBudget(2 * self.steps, 2 * self.restarts, 2 * eot_k, max(self.eot_k_max, 2 * eot_k),
-                            2 * self.search_queries, self.proposals, self.search_seeds, self.select_seeds,
-                            self.doubled_sources)
+        return replace(self, steps=2 * self.steps, restarts=2 * self.restarts, eot_k=2 * eot_k,
+                       eot_k_max=max(self.eot_k_max, 2 * eot_k), search_queries=2 * self.search_queries)
 
 
 @dataclass

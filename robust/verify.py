@@ -121,7 +121,8 @@ def verify(ckpt: Checkpoint, net_path: Path, data: Dataset, options: VerifyOptio
     scale = logit_scale(net_path, net)
     hwsim = HwSimModel(net, scale)
     sides = [Side("float", FloatModel(model, x[:64]), model, options.surrogates, "float"),
-             Side("fixed", hwsim, DeployedTwin(net, ckpt.config.neuron, scale), options.twin_surrogates, "twin")]
+             Side("fixed", hwsim, DeployedTwin(net, ckpt.config.neuron, scale), options.twin_surrogates, "twin",
+                  eot_from="float")]
     engine = run_engine(sides, Side("hw_sim", hwsim, origin="hw_sim"), x, y, options.eps, net.tgo.input_scale,
                         options.budget, options.seed, options.repeats, log)
     log("fixed point under a second noise generator (PCG64)")

@@ -1,15 +1,19 @@
-"""Seed study for the README: does TGO+AT beat vanilla in worst-case robust accuracy by more than the seed spread?
+"""Seed study for the README: does TGO+AT beat vanilla in robust accuracy by more than the seed spread?
 
 For each seed: train vanilla, TGO, TGO+AT and (as a control) vanilla+AT on digits with `train.trainer.train`
 (seed = training seed; a finished run is reused), then run `tgo attack` on the four checkpoints with the
-same seed (default attacks and surrogates). Writes OUT/seed<S>/<model>/ (runs), OUT/seed<S>/attack/ (reports)
-and OUT/summary.json + OUT/summary.md: per model and eps the worst-case accuracy per seed, mean, sample std
-and range, and the verdict at the main eps (margin of means > the larger of the two seed ranges).
+same seed (default attacks, surrogates and engine budget). Two figures per model, eps and seed: the adaptive
+engine's headline on the float model (one chosen example per image scored on fresh noise; the README's
+figure) and the classic suite's per-sample worst case. Writes OUT/seed<S>/<model>/ (runs),
+OUT/seed<S>/attack/ (reports) and OUT/summary.json + OUT/summary.md: per figure, model and eps the accuracy
+per seed, mean, sample std and range, and the verdict at the main eps (margin of means > the larger of the
+two seed ranges).
 Usage: python scripts/attack_seed_study.py [--out runs/attack-seeds] [--seeds 0,1,2] [--eps 0.05,0.1,0.2]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 from typing import Dict, List
@@ -21,6 +25,7 @@ from train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from train.config import ExperimentConfig, apply_method
 from train.trainer import train
 
+FIGURES = {"engine": "adaptive engine headline (float)", "suite": "classic suite, per-sample worst case"}
 MODELS = {  # name: (method, adversarial training kind)
     "vanilla": ("vanilla", "none"),
     "tgo": ("tgo", "none"),
@@ -43,6 +48,7 @@ def train_model(out: Path, method: str, adv: str, adv_eps: float, seed: int, epo
 
 
 def summarize(table: Dict[str, Dict[float, List[float]]], main_eps: float, seeds: List[int]) -> Dict:
+    """One figure's table (model -> eps -> per-seed accuracies) -> statistics and the verdict at `main_eps`."""
     stats = {name: {eps: {"per_seed": values, "mean": statistics.mean(values),
                           "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                           "range": max(values) - min(values)}
@@ -55,20 +61,30 @@ def summarize(table: Dict[str, Dict[float, List[float]]], main_eps: float, seeds
                         "paired_differences": [a - v for a, v in zip(at["per_seed"], van["per_seed"])]}}
 
 
-def markdown(summary: Dict) -> str:
-    eps_values = sorted(next(iter(summary["models"].values())))
-    lines = ["# Seed study: worst-case robust accuracy (%) on digits", "",
-             f"seeds {summary['seeds']}; mean ± sample std [min, max] over seeds", "",
-             "| model | " + " | ".join(f"eps {e:g}" for e in eps_values) + " |", "|---|" + "---|" * len(eps_values)]
-    for name, by_eps in summary["models"].items():
-        cells = [f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} [{100 * min(s['per_seed']):.1f}, "
-                 f"{100 * max(s['per_seed']):.1f}]" for s in (by_eps[e] for e in eps_values)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    v = summary["verdict"]
-    lines += ["", f"At eps {summary['main_eps']:g}: TGO+AT - vanilla = {100 * v['tgo_at_minus_vanilla']:.1f} points "
-              f"(per seed {', '.join(f'{100 * d:.1f}' for d in v['paired_differences'])}); seed spread (largest "
-              f"range of the two) {100 * v['seed_spread']:.1f} points: {'holds' if v['holds'] else 'DOES NOT hold'}.", ""]
+def markdown(summaries: Dict[str, Dict]) -> str:
+    """One table and verdict per figure (`FIGURES`)."""
+    lines = ["# Seed study: robust accuracy (%) on digits", ""]
+    for figure, summary in summaries.items():
+        eps_values = sorted(next(iter(summary["models"].values())))
+        lines += [f"## {FIGURES[figure]}", "", f"seeds {summary['seeds']}; mean ± sample std [min, max] over seeds", "",
+                  "| model | " + " | ".join(f"eps {e:g}" for e in eps_values) + " |", "|---|" + "---|" * len(eps_values)]
+        for name, by_eps in summary["models"].items():
+            cells = [f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} [{100 * min(s['per_seed']):.1f}, "
+                     f"{100 * max(s['per_seed']):.1f}]" for s in (by_eps[e] for e in eps_values)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        v = summary["verdict"]
+        lines += ["", f"At eps {summary['main_eps']:g}: TGO+AT - vanilla = {100 * v['tgo_at_minus_vanilla']:.1f} "
+                  f"points (per seed {', '.join(f'{100 * d:.1f}' for d in v['paired_differences'])}); seed spread "
+                  f"(largest range of the two) {100 * v['seed_spread']:.1f} points: "
+                  f"{'holds' if v['holds'] else 'DOES NOT hold'}.", ""]
     return "\n".join(lines)
+
+
+def figures(report_json: Path) -> Dict[str, Dict[str, Dict[float, float]]]:
+    """attack.json -> figure -> model label -> eps -> accuracy (the engine's headline; the suite's worst case)."""
+    models = json.loads(report_json.read_text())["models"]
+    return {"engine": {m["name"]: {row["eps"]: row["headline"] for row in m["adaptive"]["eps"]} for m in models},
+            "suite": {m["name"]: {row["eps"]: row["worst_case_accuracy"] for row in m["eps"]} for m in models}}
 
 
 def main() -> None:
@@ -82,19 +98,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    table: Dict[str, Dict[float, List[float]]] = {name: {} for name in MODELS}
+    tables: Dict[str, Dict[str, Dict[float, List[float]]]] = {f: {name: {} for name in MODELS} for f in FIGURES}
     for seed in seeds:
         runs = [train_model(args.out / f"seed{seed}" / name, method, adv, args.adv_eps, seed, args.epochs)
                 for name, (method, adv) in MODELS.items()]
         report = run_attack(runs, AttackOptions(eps=args.eps, n=args.n, seed=seed,
                                                 out=str(args.out / f"seed{seed}" / "attack"), progress=False))
-        for name, result in zip(MODELS, report["results"]):
-            for res in result.eps_results:
-                table[name].setdefault(res.eps, []).append(res.accuracy)
-    summary = summarize(table, args.main_eps, seeds)
-    write_json_atomic(args.out / "summary.json", summary)
-    write_text_atomic(args.out / "summary.md", markdown(summary))
-    print(markdown(summary))
+        measured = figures(report["paths"]["json"])
+        for figure, table in tables.items():
+            for name, run in zip(MODELS, runs):
+                for eps, accuracy in measured[figure][run.name].items():
+                    table[name].setdefault(eps, []).append(accuracy)
+    summaries = {figure: summarize(table, args.main_eps, seeds) for figure, table in tables.items()}
+    write_json_atomic(args.out / "summary.json", summaries)
+    write_text_atomic(args.out / "summary.md", markdown(summaries))
+    print(markdown(summaries))
 
 
 if __name__ == "__main__":

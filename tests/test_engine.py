@@ -6,9 +6,9 @@ from torch import nn
 from robust.attacks import grid
 from robust.attacks.adaptive import checkpoints
 from robust.attacks.losses import row_losses
-from robust.engine import Seeds, Side, run_engine, source_group
+from robust.engine import Seeds, Side, _Pool, choose, run_engine, source_group
 from robust.options import EngineBudget
-from robust.seeded import FloatModel
+from robust.seeded import FloatModel, SeededModel
 from robust.surrogates import parse_surrogates
 from train.checkpoint import load_checkpoint
 from train.data import load_dataset
@@ -74,11 +74,24 @@ def test_planted_gradient_mask_is_still_broken_by_the_grid_search(vanilla):
 
 def test_seed_roles_are_disjoint_and_overlap_is_refused():
     seeds = Seeds.derive(0, EngineBudget(), repeats=20)
-    roles = [set(seeds.search), set(seeds.select), set(seeds.score)]
-    assert sum(map(len, roles)) == len(set().union(*roles)) == 4 + 8 + 20
+    roles = [set(seeds.search), set(seeds.select), set(seeds.confirm), set(seeds.score)]
+    assert sum(map(len, roles)) == len(set().union(*roles)) == 4 + 8 + 32 + 20
     seeds.select.append(seeds.score[3])
     with pytest.raises(ValueError, match="select and score|score and select"):
         seeds.check()
+    seeds = Seeds.derive(0, EngineBudget(), repeats=20)
+    seeds.confirm.append(seeds.score[0])
+    with pytest.raises(ValueError, match="confirm and score|score and confirm"):
+        seeds.check()
+
+
+def test_choice_pools_select_and_confirm_forwards():
+    # image 0: row 0 won on 8 select forwards by luck (0/8) but is right on 16 of 32 confirm forwards (pooled 0.4);
+    # row 1 is right on 1/8 and 4/32 (0.125): row 1 is chosen. Image 1: equal accuracy, the lower margin wins.
+    first = (torch.tensor([[0.0, 0.5], [0.125, 0.5]]), torch.tensor([[-1.0, 0.3], [0.5, -0.2]]))
+    second = (torch.tensor([[0.5, 0.5], [0.125, 0.5]]), torch.tensor([[0.2, 0.3], [0.1, -0.2]]))
+    assert choose(first, second, 8, 32).tolist() == [1, 1]
+    assert choose(first, second, 8, 0).tolist() == [0, 1]          # without confirm forwards: the lucky row
 
 
 def test_under_budgeted_run_is_flagged(vanilla):
@@ -95,3 +108,42 @@ def test_source_groups():
     assert source_group("twin-apgd-dlr@ste:1#2/corner x2") == "twin-apgd/corner"
     assert source_group("float-apgd-ce@own#0") == "float-apgd"
     assert source_group("hw_sim-search@best x2") == "hw_sim-search@best"
+
+
+class _Sign(SeededModel):
+    """Deterministic 2-class model on 1 pixel: class 1 when x > 0.5."""
+    stochastic = False
+
+    def logits(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        return torch.stack([0.5 - x[:, 0], x[:, 0] - 0.5], 1).double()
+
+
+def test_cascade_pool_covers_alive_rows_and_counts_earlier_breaks():
+    x, y = torch.tensor([[0.9], [0.8], [0.1]]), torch.tensor([1, 1, 1])     # image 2 is wrong when clean
+    side = Side("float", _Sign())
+    pool = _Pool([side], x, y, Seeds.derive(0, EngineBudget.quick(), repeats=1))
+    pool.add({"clean": x})
+    assert pool.alive().tolist() == [0, 1]
+    pool.add({"a": torch.tensor([[0.2], [0.7]])}, rows=torch.tensor([0, 1]))  # breaks image 0 only
+    assert pool.alive().tolist() == [1]
+    assert torch.equal(pool.inputs["a"][2], x[2])                           # uncovered rows keep the clean input
+    pool.add({"b": torch.tensor([[0.3]])}, rows=torch.tensor([1]))            # breaks image 1
+    assert pool.alive().tolist() == []
+    # 'b' ran on image 1 only: it is not credited with image 0, which 'a' broke before it ran
+    assert pool.accs["float"]["b"].tolist() == [1.0, 0.0, 0.0]                # clean scores where it did not run
+    assert pool.source_accuracy(side, ["b"]) == pytest.approx(1 / 3) == pool.source_accuracy(side, ["a"])
+    assert pool.source_accuracy(side, ["a", "b"]) == 0.0
+
+
+def test_twin_side_takes_the_float_sides_eot_probe(trained_runs):
+    ckpt = load_checkpoint(trained_runs["tgo"][0])
+    data = load_dataset(ckpt.config.data)
+    model, x, y = ckpt.build_model("cpu").eval(), data.test_x[:8], data.test_y[:8]
+    first = _side(model, x)
+    second = Side("fixed", first.scorer, model, first.surrogates, "twin", eot_from="float")
+    budget = EngineBudget(steps=2, restarts=1, eot_k=0, eot_k_max=2, search_queries=8, search_seeds=1,
+                          select_seeds=2, confirm_seeds=2, doubled_sources=1)
+    result = run_engine([second, first], first, x, y, [0.0625], 16, budget, seed=0, repeats=2)
+    assert result.eot["float"]["probe"] and result.eot["fixed"]["probe"] == []
+    assert result.eot["fixed"]["k"] == result.eot["float"]["k"] == 2
+    assert result.eot["fixed"]["chosen_by"] == "the float side's probe"
