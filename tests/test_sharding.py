@@ -160,3 +160,18 @@ def test_an_error_on_one_rank_stops_every_rank_with_its_message(model, tmp_path)
         assert len(lines) == 1 and lines[0].startswith("error: ") and "planted failure on rank 1" in lines[0]
         assert ("rank 1: " in lines[0]) == (rank == 0)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_source_missing_from_a_block_takes_that_blocks_clean_scores_and_one_never_run_is_not_ranked():
+    from robust.engine import Side, _fill, strongest
+    from robust.surrogates import parse_surrogates
+    # block 0: both sources ran; block 1: the cascade stopped before 'b' (nothing left alive there)
+    parts = [{"a": torch.tensor([0.0, 1.0]), "b": torch.tensor([0.0, 0.0])}, {"a": torch.tensor([0.0])}]
+    unattacked = [torch.tensor([1.0, 1.0]), torch.tensor([1.0])]
+    filled = _fill(parts, unattacked)
+    assert list(filled) == ["a", "b"] and filled["b"].tolist() == [0.0, 0.0, 1.0]
+    own, ste, triangle = parse_surrogates("own,ste,triangle:4", 2.0)
+    side = Side("float", None, torch.nn.Identity(), [own, ste, triangle], "float")
+    minima = {"float": {"float|own": torch.tensor([0.0, 1.0, 1.0]),
+                        f"float|{ste.label}": torch.tensor([0.0, 0.0, 1.0])}}
+    assert strongest([side], minima, 2) == {"float": [ste, own]}         # triangle:4 attacked no image
