@@ -223,9 +223,11 @@ def train(
          f"(|V - V_th| < {metrics['delta']}) {metrics['near_threshold_fraction']:.4f}  -> {out}")
 
 
-from robust.options import DEFAULT_SWEEP, DEFAULT_TWIN_SWEEP, AttackOptions, EngineBudget  # noqa: E402 (no torch)
+from robust.options import DEFAULT_SWEEP, DEFAULT_TWIN_SWEEP, SAMPLE_BLOCK, AttackOptions, EngineBudget  # noqa: E402 (no torch)
 
 _ATK, _BUDGET = AttackOptions(), EngineBudget()  # option defaults come from robust.options
+BLOCK_HELP = ("Samples per block, the unit of seeding and of sharding across torchrun ranks (the results depend on "
+              "it, not on the number of processes).")
 
 
 @app.command()
@@ -253,6 +255,7 @@ def attack(
     search_queries: int = typer.Option(_ATK.search_queries, help="Adaptive engine: queries per image of the "
                                                                  "input-level search."),
     input_levels: int = typer.Option(_ATK.input_levels, help="Adaptive engine: input grid Q of the level search."),
+    block: int = typer.Option(SAMPLE_BLOCK, help=BLOCK_HELP),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Evaluate checkpoints under the attack suite and the adaptive engine of `tgo verify` (its headline)."""
@@ -262,7 +265,8 @@ def attack(
         attacks=attacks, eps=eps, n=n, eot_k=eot_k, seed=seed, surrogates=surrogates, repeats=repeats,
         restarts=restarts, apgd_steps=apgd_steps, square_queries=square_queries, batch_size=batch_size,
         dataset=dataset, data_dir=None if data_dir is None else str(data_dir), device=device, out=str(out),
-        progress=not quiet, sweep=sweep, steps=steps, search_queries=search_queries, input_levels=input_levels))
+        progress=not quiet, sweep=sweep, steps=steps, search_queries=search_queries, input_levels=input_levels,
+        block=block))
 
 
 @app.command("export")
@@ -382,6 +386,7 @@ def verify(
     seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seeds attacks, search, choice and scoring."),
     allow_unpaired: bool = typer.Option(False, help="Verify a .net without export.json, or exported from another "
                                                     "checkpoint."),
+    block: int = typer.Option(SAMPLE_BLOCK, help=BLOCK_HELP),
     quiet: bool = typer.Option(False, help="No progress messages."),
 ) -> None:
     """Is the deployed fixed-point model as robust as the float one? Exit 0 on pass, 1 otherwise."""
@@ -389,9 +394,9 @@ def verify(
     from train.checkpoint import load_checkpoint
     budget = EngineBudget(steps=steps, restarts=restarts, eot_k=eot_k, search_queries=search_queries)
     options = build_options(eps, surrogates, twin_surrogates, load_checkpoint(checkpoint).config.neuron.alpha, n,
-                            lava_n, repeats, tolerance, seed, budget, allow_unpaired)
+                            lava_n, repeats, tolerance, seed, budget, allow_unpaired, block)
     report = run_verify(checkpoint, model, out, options, show_progress=not quiet)
-    if report["verdict"] != "pass":
+    if report is not None and report["verdict"] != "pass":
         raise typer.Exit(1)
 
 

@@ -14,10 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robust.attacks import AttackSettings, parse_attacks
 from robust.checks import run_checks
 from robust.engine import SCORING_RULE, Side, run_engine
-from robust.evaluate import evaluate_model
+from robust.evaluate import ModelResult, evaluate_model
 from robust.options import AttackOptions, EngineBudget
 from robust.report import rich_table, write_report
 from robust.seeded import FloatModel
+from robust.sharding import Plan, block_seed, sharded
 from robust.surrogates import parse_surrogates
 from tgo_errors import UsageError
 from tgo_files import check_output_dir
@@ -48,7 +49,7 @@ def _check_counts(options: AttackOptions) -> None:
                         ("--apgd-steps", options.apgd_steps), ("--square-queries", options.square_queries),
                         ("--batch-size", options.batch_size), ("--n", 1 if options.n is None else options.n),
                         ("--steps", options.steps), ("--search-queries", options.search_queries),
-                        ("--input-levels", options.input_levels)):
+                        ("--input-levels", options.input_levels), ("--block", options.block)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
 
@@ -109,12 +110,12 @@ def _model_info(path: Path, ckpt: Checkpoint) -> Dict[str, Any]:
 
 
 def _adaptive(model, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float], options: AttackOptions,
-              alpha: float) -> Dict[str, Any]:
+              alpha: float, plan: Plan) -> Dict[str, Any]:
     """The adaptive engine's headline on the float model (the same engine and budget as `tgo verify`)."""
     budget = EngineBudget(steps=options.steps, search_queries=options.search_queries)
     side = Side("float", FloatModel(model.eval(), x[:64]), model, parse_surrogates(options.sweep, alpha), "float")
     result = run_engine([side], Side("float", side.scorer, origin="float"), x, y, eps_values, options.input_levels,
-                        budget, options.seed, options.repeats)
+                        budget, options.seed, options.repeats, plan=plan)
     return {"clean": float(result.clean["float"].mean()), "budget": asdict(budget), "eot": result.eot["float"],
             "seeds": asdict(result.seeds), "flags": result.flags(), "scoring_rule": SCORING_RULE,
             "eps": [{"eps": row.eps, "headline": row.accuracy, "minimum": float(row.minimum.mean()),
@@ -129,10 +130,13 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=200)
 
 
-def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[Console] = None) -> Dict[str, Any]:
+def run_attack(paths: Sequence[Path], options: AttackOptions,
+               console: Optional[Console] = None) -> Optional[Dict[str, Any]]:
     """Evaluate every checkpoint, write attack.json/.md/.png into options.out, print the table.
 
-    Returns {'results', 'flags', 'status', 'paths'}.
+    Returns {'results', 'flags', 'status', 'paths'}. Under torchrun the samples are sharded by blocks across
+    the ranks (`robust.sharding`): every result is that of one process, and rank 0 alone prints and writes
+    (the other ranks return None).
     """
     console = console or _console()
     check_output_dir(Path(options.out))
@@ -141,40 +145,46 @@ def run_attack(paths: Sequence[Path], options: AttackOptions, console: Optional[
     _check_counts(options)
     ckpts, data = load_inputs(paths, options)
     surrogates = parse_surrogates(options.surrogates, ckpts[0].config.neuron.alpha)
-    device = resolve_device(options.device)
     n = options.n or len(data.test_x)
-    x, y = data.test_x[:n].to(device), data.test_y[:n].to(device)
-    settings = AttackSettings(options.eot_k, options.restarts, options.apgd_steps, options.square_queries)
-    record = {**asdict(options), "n": n, "eps": eps_values, "attacks": [a.name for a in attacks],
-              "surrogates": [s.label for s in surrogates], "dataset": data.name,
-              "samples": f"the first {n} images of the test split", "device": str(device),
-              "torch": torch.__version__, "torchattacks": torchattacks.__version__, "python": platform.python_version(),
-              "provenance": provenance(str(device))}
-    labels = _labels(paths)
-    results, flags, status, adaptive = [], {}, {}, {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not options.progress, transient=True) as progress:
-        for label, ckpt in zip(labels, ckpts):
-            model = ckpt.build_model(device)
-            result = evaluate_model(model, x, y, attacks, eps_values, surrogates, settings, options.seed,
-                                    options.repeats, options.batch_size, label, progress)
-            results.append(result)
-            flags[label], status[label] = run_checks(result)
-            adaptive[label] = _adaptive(model, x, y, eps_values, options, ckpt.config.neuron.alpha)
-    info = {label: {**_model_info(path, ckpt), "adaptive": adaptive[label]}
-            for label, path, ckpt in zip(labels, paths, ckpts)}
-    written = write_report(Path(options.out), results, flags, status, record, info)
-    console.print(rich_table(results, flags))
-    for label, model_flags in flags.items():
-        for flag in model_flags:
-            console.print(f"[red]red flag[/red] {label} eps={flag.eps if flag.eps is not None else 'all'} "
-                          f"{flag.check}: {flag.message}")
-    for label, summary in adaptive.items():
-        for row in summary["eps"]:
-            console.print(f"adaptive engine {label} eps={row['eps']:g}: [bold]{100 * row['headline']:.1f}%[/bold] "
-                          f"(per-image minimum {100 * row['minimum']:.1f}%, strongest source {row['strongest']})")
-        for flag in summary["flags"]:
-            console.print(f"[red]red flag[/red] {label} {flag}")
-    console.print(f"wrote {written['json']}, {written['md']}, {written['png']}")
-    return {"results": results, "flags": flags, "status": status, "paths": written}
+    with sharded(options.device, n, options.block) as plan:
+        device = plan.device or resolve_device(options.device)
+        x, y = data.test_x[:n].to(device), data.test_y[:n].to(device)
+        settings = AttackSettings(options.eot_k, options.restarts, options.apgd_steps, options.square_queries)
+        record = {**asdict(options), "n": n, "eps": eps_values, "attacks": [a.name for a in attacks],
+                  "surrogates": [s.label for s in surrogates], "dataset": data.name,
+                  "samples": f"the first {n} images of the test split", "device": str(device),
+                  "processes": plan.world, "torch": torch.__version__, "torchattacks": torchattacks.__version__,
+                  "python": platform.python_version(), "provenance": provenance(str(device))}
+        labels = _labels(paths)
+        results, flags, status, adaptive = [], {}, {}, {}
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=console, disable=not (options.progress and plan.is_main),
+                      transient=True) as progress:
+            for label, ckpt in zip(labels, ckpts):
+                model = ckpt.build_model(device)
+                parts = [evaluate_model(model, x[plan.rows(b)], y[plan.rows(b)], attacks, eps_values, surrogates,
+                                        settings, block_seed(options.seed, b), options.repeats, options.batch_size,
+                                        label, progress, probe=x[:64]) for b in plan.mine()]
+                result = ModelResult.join(plan.gather(parts))
+                results.append(result)
+                flags[label], status[label] = run_checks(result)
+                adaptive[label] = _adaptive(model, x, y, eps_values, options, ckpt.config.neuron.alpha, plan)
+        if not plan.is_main:
+            return None
+        info = {label: {**_model_info(path, ckpt), "adaptive": adaptive[label]}
+                for label, path, ckpt in zip(labels, paths, ckpts)}
+        written = write_report(Path(options.out), results, flags, status, record, info)
+        console.print(rich_table(results, flags))
+        for label, model_flags in flags.items():
+            for flag in model_flags:
+                console.print(f"[red]red flag[/red] {label} eps={flag.eps if flag.eps is not None else 'all'} "
+                              f"{flag.check}: {flag.message}")
+        for label, summary in adaptive.items():
+            for row in summary["eps"]:
+                console.print(f"adaptive engine {label} eps={row['eps']:g}: [bold]{100 * row['headline']:.1f}%[/bold] "
+                              f"(per-image minimum {100 * row['minimum']:.1f}%, strongest source {row['strongest']})")
+            for flag in summary["flags"]:
+                console.print(f"[red]red flag[/red] {label} {flag}")
+        console.print(f"wrote {written['json']}, {written['md']}, {written['png']}")
+        return {"results": results, "flags": flags, "status": status, "paths": written}

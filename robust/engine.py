@@ -34,6 +34,7 @@ from robust.attacks.adaptive import sweep
 from robust.evaluate import derive_seed
 from robust.options import EngineBudget
 from robust.seeded import SeededModel, score
+from robust.sharding import Plan, block_seed, concat
 from robust.surrogates import SurrogateSpec
 
 SCORING_RULE = (
@@ -177,29 +178,34 @@ class _Pool:
         best = torch.stack([torch.stack(list(self.accs[s.name].values())).min(0).values for s in self.sides])
         return (best > 0).any(0).nonzero()[:, 0]
 
+    def source_minimum(self, judge: Side, names: Sequence[str]) -> torch.Tensor:
+        """Per image, the lowest select-seed accuracy over the candidates `names` (clean scores where none
+        attacked): [n]."""
+        return torch.stack([self.accs[judge.name][k] for k in names]).min(0).values
+
     def source_accuracy(self, judge: Side, names: Sequence[str]) -> float:
         """Accuracy on the select seeds of the per-image minimum over `names` (clean scores where none attacked)."""
-        return float(torch.stack([self.accs[judge.name][k] for k in names]).min(0).values.mean())
+        return float(self.source_minimum(judge, names).mean())
 
-    def strongest(self, sides: Sequence[Side], count: int) -> Dict[str, List[SurrogateSpec]]:
-        """The `count` (side, surrogate) gradient sources whose candidates score lowest on any side."""
-        ranked = []
+    def source_minima(self, sides: Sequence[Side]) -> Dict[str, Dict[str, torch.Tensor]]:
+        """Judging side -> (side, surrogate) gradient source ('side|surrogate') -> `source_minimum` of that
+        source's candidates, [n]; a source that attacked no image of this pool (nothing was left alive) is
+        absent."""
+        out: Dict[str, Dict[str, torch.Tensor]] = {judge.name: {} for judge in self.sides}
         for side in sides:
             for surrogate in (side.surrogates if side.attackable is not None else []):
                 tag = f"{side.origin}-apgd-"
                 names = [k for k in self.inputs if k.startswith(tag) and f"@{surrogate.label}#" in k]
-                if names:
-                    ranked.append((min(self.source_accuracy(judge, names) for judge in self.sides), side.name,
-                                   surrogate))
-        chosen: Dict[str, List[SurrogateSpec]] = {side.name: [] for side in sides}
-        for _, name, surrogate in sorted(ranked, key=lambda row: row[0])[:count]:
-            chosen[name].append(surrogate)
-        return chosen
+                for judge in (self.sides if names else []):
+                    out[judge.name][f"{side.name}|{surrogate.label}"] = self.source_minimum(judge, names)
+        return out
 
-    def result(self, side: Side, eps: float, base_headline: Optional[float]) -> SideEps:
+    def result(self, side: Side) -> Dict[str, object]:
         """Shortlist per image the `SHORTLIST` candidates best on the select seeds, re-score them on the confirm
         seeds, choose the one with the lowest expected correctness over both seed sets (`choose`), and score
-        the shortlist on the score seeds."""
+        the shortlist on the score seeds. Per image: 'headline', 'minimum' [n], 'chosen' (names), 'examples'
+        [n, ...], 'per_source' (source group -> `source_minimum` [n]), 'unattacked' [n] (clean select-seed
+        accuracy); `side_eps` joins the rows of all blocks."""
         names = list(self.inputs)
         keys = torch.stack([self.keys[side.name][k] for k in names])              # [C, N]
         order = keys.argsort(0)[:SHORTLIST]                                       # [m, N]
@@ -215,15 +221,51 @@ class _Pool:
             n_second = len(self.seeds.confirm)
         pick = choose(first, second, len(self.seeds.select), n_second)
         accs = score(side.scorer, flat, ys, self.seeds.score)[0].view(len(order), -1)
-        groups: Dict[str, List[int]] = {}
-        for i, name in enumerate(names):
+        groups: Dict[str, List[str]] = {}
+        for name in names:
             if name != "clean":
-                groups.setdefault(source_group(name), []).append(i)
-        per_source = {g: self.source_accuracy(side, [names[i] for i in idx]) for g, idx in groups.items()}
-        headline = accs[pick, rows]
-        return SideEps(eps, headline, accs.min(0).values, [names[i] for i in order[pick, rows].tolist()],
-                       shortlist[pick, rows], float(headline.mean()) if base_headline is None else base_headline,
-                       per_source)
+                groups.setdefault(source_group(name), []).append(name)
+        return {"headline": accs[pick, rows], "minimum": accs.min(0).values,
+                "chosen": [names[i] for i in order[pick, rows].tolist()], "examples": shortlist[pick, rows],
+                "per_source": {g: self.source_minimum(side, group) for g, group in groups.items()},
+                "unattacked": self.accs[side.name]["clean"]}
+
+
+def _fill(parts: Sequence[Dict[str, torch.Tensor]], unattacked: Sequence[torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Per-block per-image figures (source -> [n_b]) joined in block order, [N] per source: a source missing
+    from a block (nothing was alive there when its turn came) takes that block's `unattacked` scores, as
+    `_Pool` gives a source clean scores where it did not attack; a source missing from every block stays out."""
+    sources = dict.fromkeys(source for part in parts for source in part)
+    return {source: torch.cat([part.get(source, clean) for part, clean in zip(parts, unattacked)])
+            for source in sources}
+
+
+def side_eps(eps: float, parts: Sequence[Dict[str, object]], base_headline: Optional[float]) -> SideEps:
+    """A side's `SideEps` from `_Pool.result`'s rows of every block, in block order (before the doubled round:
+    `base_headline` None, the headline itself)."""
+    rows = concat([{k: v for k, v in part.items() if k != "per_source"} for part in parts])
+    per_source = _fill([part["per_source"] for part in parts], [part["unattacked"] for part in parts])
+    headline = rows["headline"]
+    return SideEps(eps, headline, rows["minimum"], rows["chosen"], rows["examples"],
+                   float(headline.mean()) if base_headline is None else base_headline,
+                   {g: float(v.mean()) for g, v in per_source.items()})
+
+
+def strongest(sides: Sequence[Side], minima: Dict[str, Dict[str, torch.Tensor]],
+              count: int) -> Dict[str, List[SurrogateSpec]]:
+    """The `count` (side, surrogate) gradient sources whose candidates score lowest on any side, from
+    `_Pool.source_minima` of all images (judge -> 'side|surrogate' -> [N]); a source that attacked no image
+    is not ranked."""
+    ranked = []
+    for side in sides:
+        for surrogate in (side.surrogates if side.attackable is not None else []):
+            key = f"{side.name}|{surrogate.label}"
+            if key in minima[sides[0].name]:
+                ranked.append((min(float(minima[judge.name][key].mean()) for judge in sides), side.name, surrogate))
+    chosen: Dict[str, List[SurrogateSpec]] = {side.name: [] for side in sides}
+    for _, name, surrogate in sorted(ranked, key=lambda row: row[0])[:count]:
+        chosen[name].append(surrogate)
+    return chosen
 
 
 def choose(first: Tuple[torch.Tensor, torch.Tensor], second: Tuple[torch.Tensor, torch.Tensor], n_first: int,
@@ -237,14 +279,24 @@ def choose(first: Tuple[torch.Tensor, torch.Tensor], second: Tuple[torch.Tensor,
     return (acc + SELECT_TIEBREAK * torch.tanh(mean_margin)).argmin(0)
 
 
+@dataclass
+class _Block:
+    """One block of samples (`robust.sharding`): its images, labels, seed and the seeds derived from it."""
+    x: torch.Tensor
+    y: torch.Tensor
+    seed: int
+    seeds: Seeds
+
+
 def _own(surrogates: Sequence[SurrogateSpec]) -> List[SurrogateSpec]:
     return [s for s in surrogates if s.name is None][:1] or list(surrogates[:1])
 
 
-def probe_eot(side: Side, x: torch.Tensor, y: torch.Tensor, eps: float, budget: EngineBudget, seeds: Seeds,
-              seed: int) -> Dict[str, object]:
+def probe_eot(side: Side, blocks: Sequence[_Block], eps: float, budget: EngineBudget,
+              mean: Callable[[List[torch.Tensor]], float]) -> Dict[str, object]:
     """The smallest EOT draws k (from 2, doubling up to eot_k_max) at which APGD-CE with 2k draws scores within
-    CONVERGED of APGD-CE with k (on the select seeds); {'k', 'probe': [[k, accuracy], ...]}."""
+    CONVERGED of APGD-CE with k (on the select seeds); {'k', 'probe': [[k, accuracy], ...]}. `mean` takes the
+    per-image scores of this process's blocks to the mean over all images."""
     if budget.eot_k:
         return {"k": budget.eot_k, "probe": [], "chosen_by": "given"}
     stochastic = side.attackable is not None and side.scorer.stochastic
@@ -252,8 +304,12 @@ def probe_eot(side: Side, x: torch.Tensor, y: torch.Tensor, eps: float, budget: 
         return {"k": 1, "probe": [], "chosen_by": "deterministic model"}
     trace, k = [], 2
     while True:
-        adv = sweep(side.attackable, x, y, eps, _own(side.surrogates), 1, budget.steps, k, seed + k)
-        trace.append([k, float(score(side.scorer, next(iter(adv.values())), y, seeds.select)[0].mean())])
+        accs = []
+        for block in blocks:
+            adv = sweep(side.attackable, block.x, block.y, eps, _own(side.surrogates), 1, budget.steps, k,
+                        derive_seed(block.seed, "probe", side.name) + k)
+            accs.append(score(side.scorer, next(iter(adv.values())), block.y, block.seeds.select)[0])
+        trace.append([k, mean(accs)])
         if len(trace) > 1 and abs(trace[-1][1] - trace[-2][1]) < CONVERGED:
             return {"k": k // 2, "probe": trace, "chosen_by": "doubling no longer moves the result"}
         if k >= budget.eot_k_max:
@@ -306,14 +362,26 @@ def _attack(pool: _Pool, sides: Sequence[Side], surrogates: Dict[str, List[Surro
 
 def run_engine(sides: Sequence[Side], oracle: Side, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float],
                q: int, budget: EngineBudget, seed: int, repeats: int,
-               log: Callable[[str], None] = lambda msg: None) -> EngineResult:
+               log: Callable[[str], None] = lambda msg: None, plan: Optional[Plan] = None) -> EngineResult:
     """Evaluate every side at every eps (x [N, ...] in [0, 1], y [N]); `oracle` guides the grid search and
-    `q` is the input grid (levels per unit). `repeats` score seeds per input (stochastic sides)."""
-    seeds = Seeds.derive(seed, budget, repeats)
+    `q` is the input grid (levels per unit). `repeats` score seeds per input (stochastic sides).
+
+    The images run block by block (`robust.sharding`; `plan` default: one process, one block of all N),
+    block b on the seeds of `block_seed(seed, b)`, each block with its own pool and cascade; the EOT draws,
+    the strongest sources and the headlines are taken over the gathered figures of all N images, so every
+    rank returns the same result, that of one process. `seeds` in the result are block 0's; `seconds` are
+    summed over the ranks."""
+    plan = plan or Plan(len(x), max(1, len(x)))
+    blocks = []
+    for b in plan.mine():
+        rows, block = plan.rows(b), block_seed(seed, b)
+        blocks.append(_Block(x[rows], y[rows], block, Seeds.derive(block, budget, repeats)))
+    mean = lambda parts: float(concat(plan.gather(parts)).mean())
     for side in sides:
         if side.attackable is not None:
             side.attackable.eval()
-    clean = {side.name: score(side.scorer, x, y, seeds.score)[0] for side in sides}
+    clean = concat(plan.gather([{side.name: score(side.scorer, b.x, b.y, b.seeds.score)[0] for side in sides}
+                                for b in blocks]))
     log("EOT draws: doubling probe")
     started = time.perf_counter()
     eot: Dict[str, Dict[str, object]] = {}
@@ -321,21 +389,36 @@ def run_engine(sides: Sequence[Side], oracle: Side, x: torch.Tensor, y: torch.Te
         if side.eot_from in eot and side.scorer.stochastic and not budget.eot_k:
             eot[side.name] = {**eot[side.eot_from], "probe": [], "chosen_by": f"the {side.eot_from} side's probe"}
         else:
-            eot[side.name] = probe_eot(side, x, y, max(eps_values), budget, seeds, derive_seed(seed, "probe", side.name))
+            eot[side.name] = probe_eot(side, blocks, max(eps_values), budget, mean)
     eot_k = {side.name: int(eot[side.name]["k"]) for side in sides}
     results: Dict[str, List[SideEps]] = {side.name: [] for side in sides}
     seconds: Dict[str, float] = {"eot-probe": time.perf_counter() - started}
     for eps in eps_values:
-        pool = _Pool(sides, x, y, seeds)
-        pool.add({"clean": x})
         log(f"eps {eps:g}: gradient sweep, grid variants and grid search")
-        _attack(pool, sides, {s.name: s.surrogates for s in sides}, oracle, eps, q, budget, eot_k, "", seconds)
-        base = {side.name: pool.result(side, eps, None) for side in sides}
-        log(f"eps {eps:g}: doubled budget on {len(pool.alive())} images")
+        pools = []
+        for block in blocks:
+            pool = _Pool(sides, block.x, block.y, block.seeds)
+            pool.add({"clean": block.x})
+            _attack(pool, sides, {s.name: s.surrogates for s in sides}, oracle, eps, q, budget, eot_k, "", seconds)
+            pools.append(pool)
+        base = plan.gather([{"headline": {side.name: pool.result(side)["headline"] for side in sides},
+                             "minima": pool.source_minima(sides), "alive": len(pool.alive()),
+                             "unattacked": {judge.name: pool.accs[judge.name]["clean"] for judge in sides}}
+                            for pool in pools])
+        base_headline = {name: float(h.mean()) for name, h in concat([part["headline"] for part in base]).items()}
+        minima = {judge.name: _fill([part["minima"][judge.name] for part in base],
+                                    [part["unattacked"][judge.name] for part in base]) for judge in sides}
+        log(f"eps {eps:g}: doubled budget on {sum(part['alive'] for part in base)} images")
         doubled = budget.doubled(max(eot_k.values()))
         more_k = {s.name: 2 * eot_k[s.name] if s.scorer.stochastic else 1 for s in sides}
-        _attack(pool, sides, pool.strongest(sides, budget.doubled_sources), oracle, eps, q, doubled, more_k, "x2",
-                seconds)
+        chosen = strongest(sides, minima, budget.doubled_sources)
+        for pool in pools:
+            _attack(pool, sides, chosen, oracle, eps, q, doubled, more_k, "x2", seconds)
+        final = plan.gather([{side.name: pool.result(side) for side in sides} for pool in pools])
         for side in sides:
-            results[side.name].append(pool.result(side, eps, base[side.name].accuracy))
-    return EngineResult(clean, results, eot, seeds, budget, seconds)
+            results[side.name].append(side_eps(eps, [part[side.name] for part in final], base_headline[side.name]))
+    spent: Dict[str, float] = {}
+    for part in plan.gather([seconds]):
+        for kind, value in part.items():
+            spent[kind] = spent.get(kind, 0.0) + value
+    return EngineResult(clean, results, eot, Seeds.derive(seed, budget, repeats), budget, spent)

@@ -95,6 +95,26 @@ class ModelResult:
     eps_results: List[EpsResult]
     labels: torch.Tensor               # [N]
 
+    @classmethod
+    def join(cls, parts: Sequence["ModelResult"]) -> "ModelResult":
+        """One result for consecutive blocks of samples evaluated apart (per-sample tensors joined on the
+        CPU, zero-gradient fractions weighted by block size, run seconds summed)."""
+        first, n = parts[0], sum(len(p.labels) for p in parts)
+        cat = lambda tensors: torch.cat([t.cpu() for t in tensors])
+        zero = {label: sum(round(p.zero_gradients[label] * len(p.labels)) for p in parts) / n
+                for label in first.zero_gradients}
+        eps_results = []
+        for i, eps_result in enumerate(first.eps_results):
+            runs = [replace(run, scores=cat([p.eps_results[i].runs[j].scores for p in parts]),
+                            seconds=sum(p.eps_results[i].runs[j].seconds for p in parts),
+                            examples=None if run.examples is None else
+                            cat([p.eps_results[i].runs[j].examples for p in parts]))
+                    for j, run in enumerate(eps_result.runs)]
+            eps_results.append(EpsResult(eps_result.eps, runs, cat([p.eps_results[i].worst_scores for p in parts]),
+                                         [key for p in parts for key in p.eps_results[i].worst_by]))
+        return cls(first.name, first.stochastic, first.repeats, cat([p.clean_scores for p in parts]), zero,
+                   eps_results, cat([p.labels for p in parts]))
+
     @property
     def clean_accuracy(self) -> float:
         return mean_score(self.clean_scores)
@@ -138,7 +158,7 @@ def evaluate_model(model: nn.Module | Classifier, x: torch.Tensor, y: torch.Tens
                    eps_values: Sequence[float], surrogates: Sequence[SurrogateSpec], settings: AttackSettings,
                    seed: int = 0, repeats: int = 20, batch_size: int = 500, name: str = "model",
                    progress: Optional[Progress] = None, scorer: Optional[nn.Module | Classifier] = None,
-                   keep_examples: bool = False) -> ModelResult:
+                   keep_examples: bool = False, probe: Optional[torch.Tensor] = None) -> ModelResult:
     """Attack `model` (x [N, C, H, W] in [0, 1] and y [N] on its device) and score every result.
 
     Runs every attack at every eps (gradient attacks once per surrogate), plus, for a stochastic model,
@@ -147,7 +167,8 @@ def evaluate_model(model: nn.Module | Classifier, x: torch.Tensor, y: torch.Tens
     back in the mode they came in. Clean and adversarial inputs are scored with the same noise seed, by
     `scorer` when given (e.g. the bit-exact simulator of an attacked fixed-point twin), else by the model;
     `repeats` forwards each when the scorer is stochastic, one when it is not.
-    `keep_examples` keeps every run's adversarial inputs (on the CPU) in `AttackRun.examples`.
+    `keep_examples` keeps every run's adversarial inputs (on the CPU) in `AttackRun.examples`. `probe`
+    (default x[:64]) are the inputs on which the models are checked for randomness.
     """
     model = as_module(model)
     judge = model if scorer is None else as_module(scorer)
@@ -159,8 +180,9 @@ def evaluate_model(model: nn.Module | Classifier, x: torch.Tensor, y: torch.Tens
     for m, _ in modes:
         m.eval()
     try:
-        stochastic = is_stochastic(model, x[:64])
-        reps = repeats if (stochastic if judge is model else is_stochastic(judge, x[:64])) else 1
+        probe = x[:64] if probe is None else probe
+        stochastic = is_stochastic(model, probe)
+        reps = repeats if (stochastic if judge is model else is_stochastic(judge, probe)) else 1
         score_seed = derive_seed(seed, "score")
         clean = score(judge, x, y, reps, score_seed, batch_size)
         zero = ({s.label: _zero_gradients(model, x, y, s, batch_size) for s in surrogates}

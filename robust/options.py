@@ -7,6 +7,7 @@ from typing import Optional
 DEFAULT_ATTACKS = "fgsm,rfgsm,pgd10,pgd20,eot-pgd20,apgd-ce,apgd-dlr,eot-apgd-ce,square"
 DEFAULT_SURROGATES = "own,superspike:8,triangle:4"   # the trained one, a sharper one, one of another family
 DEFAULT_SWEEP = "own,superspike:10,superspike:30,arctan:10,triangle:10,sigmoid:30,ste"
+SAMPLE_BLOCK = 256   # samples per block: the unit of seeding and of sharding across ranks (robust.sharding)
 DEFAULT_TWIN_SWEEP = "own"   # the integer twin costs ~4x the float model per gradient; hw_sim search covers it
 
 
@@ -68,3 +69,4 @@ class AttackOptions:
     steps: int = EngineBudget.steps                    # the adaptive engine's budget, as in tgo verify
     search_queries: int = EngineBudget.search_queries
     input_levels: int = 255    # the input grid of the engine's level search (Q: x enters as round(x * Q))
+    block: int = SAMPLE_BLOCK

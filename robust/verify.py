@@ -33,8 +33,9 @@ from hw_sim.simulator import Run, encode_inputs, simulate
 from robust.deployed import DeployedTwin, logit_scale
 from robust.diagnose import layer_rates, potential_histograms
 from robust.engine import EngineResult, Side, run_engine
-from robust.options import EngineBudget
+from robust.options import SAMPLE_BLOCK, EngineBudget
 from robust.seeded import FloatModel, HwSimModel, Pcg64Model, score
+from robust.sharding import Plan
 from robust.stats import paired_bootstrap, wilson_interval
 from robust.surrogates import SurrogateSpec
 from tgo_errors import UsageError
@@ -56,6 +57,7 @@ class VerifyOptions:
     tolerance: float = 0.02          # allowed gap of robust accuracy, fixed vs float (fraction)
     seed: int = 0
     allow_unpaired: bool = False     # accept a .net without export.json
+    block: int = SAMPLE_BLOCK        # samples per block (seeding and sharding unit, robust.sharding)
 
 
 @dataclass
@@ -104,18 +106,27 @@ def _lava_agreement(net: NetFile, inputs: torch.Tensor) -> Dict[str, object]:
             "mismatch": None if mismatch is None else mismatch.describe()}
 
 
+def sample_count(options: VerifyOptions, data: Dataset) -> int:
+    """The number of test samples verified (UsageError outside 1..test split)."""
+    n = len(data.test_x) if options.n is None else options.n
+    if not 1 <= n <= len(data.test_x):
+        raise UsageError(f"--n must be in 1..{len(data.test_x)} (test samples), got {n}")
+    return n
+
+
 def verify(ckpt: Checkpoint, net_path: Path, data: Dataset, options: VerifyOptions,
-           log=lambda *_: None) -> Verification:
-    """Run the whole verification on the first `options.n` test samples; see the module docstring."""
+           log=lambda *_: None, plan: Optional[Plan] = None) -> Optional[Verification]:
+    """Run the whole verification on the first `options.n` test samples; see the module docstring.
+
+    With a `plan` (robust.sharding) the engine's blocks are shared among the ranks; rank 0 alone scores
+    the PCG64 generator, runs Lava and judges (the other ranks return None)."""
     net = load_net(net_path)
     if net.tgo is None:
         raise UsageError(f"{net_path}: not a tgo export (no /tgo group)")
     if tuple(net.tgo.input_shape) != tuple(ckpt.input_shape) or net.tgo.num_classes != ckpt.num_classes:
         raise UsageError(f"{net_path} (input {tuple(net.tgo.input_shape)}, {net.tgo.num_classes} classes) does not "
                          f"match the checkpoint (input {tuple(ckpt.input_shape)}, {ckpt.num_classes} classes)")
-    n = len(data.test_x) if options.n is None else options.n
-    if not 1 <= n <= len(data.test_x):
-        raise UsageError(f"--n must be in 1..{len(data.test_x)} (test samples), got {n}")
+    n = sample_count(options, data)
     x, y = data.test_x[:n], data.test_y[:n]
     model = ckpt.build_model("cpu").eval()
     scale = logit_scale(net_path, net)
@@ -124,7 +135,9 @@ def verify(ckpt: Checkpoint, net_path: Path, data: Dataset, options: VerifyOptio
              Side("fixed", hwsim, DeployedTwin(net, ckpt.config.neuron, scale), options.twin_surrogates, "twin",
                   eot_from="float")]
     engine = run_engine(sides, Side("hw_sim", hwsim, origin="hw_sim"), x, y, options.eps, net.tgo.input_scale,
-                        options.budget, options.seed, options.repeats, log)
+                        options.budget, options.seed, options.repeats, log, plan or Plan(n, options.block))
+    if plan is not None and not plan.is_main:
+        return None
     log("fixed point under a second noise generator (PCG64)")
     pcg = Pcg64Model(net, scale)
     pcg64 = {"clean": score(pcg, x, y, engine.seeds.score)[0]}

@@ -52,13 +52,19 @@ def main_only(log: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def setup(device_name: str, batch_size: int) -> Optional[Context]:
+    """Join torchrun's process group for training (None when not launched by torchrun); `batch_size` (the
+    global batch) must divide by the number of ranks."""
+    if launched() and batch_size % int(os.environ["WORLD_SIZE"]):
+        raise UsageError(f"--batch-size {batch_size} must be divisible by the {os.environ['WORLD_SIZE']} processes "
+                         f"(it is the global batch)")
+    return join(device_name)
+
+
+def join(device_name: str) -> Optional[Context]:
     """Join torchrun's process group (None when not launched by torchrun). On CUDA each rank takes GPU
-    LOCAL_RANK; `batch_size` (the global batch) must divide by the number of ranks."""
+    LOCAL_RANK (nccl), else the CPU (gloo)."""
     if not launched():
         return None
-    world = int(os.environ["WORLD_SIZE"])
-    if batch_size % world:
-        raise UsageError(f"--batch-size {batch_size} must be divisible by the {world} processes (it is the global batch)")
     cuda = device_name in ("cuda", "auto") and torch.cuda.is_available()
     if device_name == "cuda" and not cuda:
         raise UsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
