@@ -183,10 +183,6 @@ class _Pool:
         attacked): [n]."""
         return torch.stack([self.accs[judge.name][k] for k in names]).min(0).values
 
-    def source_accuracy(self, judge: Side, names: Sequence[str]) -> float:
-        """Accuracy on the select seeds of the per-image minimum over `names` (clean scores where none attacked)."""
-        return float(self.source_minimum(judge, names).mean())
-
     def source_minima(self, sides: Sequence[Side]) -> Dict[str, Dict[str, torch.Tensor]]:
         """Judging side -> (side, surrogate) gradient source ('side|surrogate') -> `source_minimum` of that
         source's candidates, [n]; a source that attacked no image of this pool (nothing was left alive) is

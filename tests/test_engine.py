@@ -131,8 +131,9 @@ def test_cascade_pool_covers_alive_rows_and_counts_earlier_breaks():
     assert pool.alive().tolist() == []
     # 'b' ran on image 1 only: it is not credited with image 0, which 'a' broke before it ran
     assert pool.accs["float"]["b"].tolist() == [1.0, 0.0, 0.0]                # clean scores where it did not run
-    assert pool.source_accuracy(side, ["b"]) == pytest.approx(1 / 3) == pool.source_accuracy(side, ["a"])
-    assert pool.source_accuracy(side, ["a", "b"]) == 0.0
+    assert pool.source_minimum(side, ["b"]).tolist() == [1.0, 0.0, 0.0]
+    assert pool.source_minimum(side, ["a"]).tolist() == [0.0, 1.0, 0.0]
+    assert pool.source_minimum(side, ["a", "b"]).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_twin_side_takes_the_float_sides_eot_probe(trained_runs):
