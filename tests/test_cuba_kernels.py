@@ -136,9 +136,10 @@ def test_simulate_uses_the_kernel_bit_exactly(kernel, monkeypatch, tmp_path, nam
         assert torch.equal(expected, actual)
 
 
-def test_numba_kernel_splits_the_batch_across_threads():
+def test_numba_kernel_splits_the_batch_across_threads(monkeypatch):
     pytest.importorskip("numba")
     from hw_sim.neurons import cuba_numba
+    monkeypatch.setattr(cuba_numba, "SPLIT_WORK", 1)   # split even this small batch
     gen = torch.Generator().manual_seed(3)
     a6 = torch.randint(-400, 401, (9, 7, 33), generator=gen).to(torch.float32) * 64
     params = cuba_params(Neuron(700, 300, 150), torch.randint(-50, 50, (33,), generator=gen), 400, 9)
@@ -207,12 +208,13 @@ def test_cpu_runs_the_eager_step_without_numba(monkeypatch):
     assert simulator._cuba_kernel(torch.device("cpu")) is None
 
 
-def test_numba_threads_work_in_a_forked_child():
+def test_numba_threads_work_in_a_forked_child(monkeypatch):
     """A child forked after the batch was split across threads (Lava's and torch's workers fork) splits it
     again with threads of its own instead of waiting on its parent's."""
     pytest.importorskip("numba")
     import multiprocessing
     from hw_sim.neurons import cuba_numba
+    monkeypatch.setattr(cuba_numba, "SPLIT_WORK", 1)
     a6 = torch.randint(-300, 301, (4, 6, 8), generator=torch.Generator().manual_seed(5)).float() * 64
     params = cuba_params(Neuron(500, 200, 100), torch.zeros(8, dtype=torch.int64), 300, 4)
     threads = torch.get_num_threads()

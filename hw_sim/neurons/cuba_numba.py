@@ -10,7 +10,8 @@ The wraps and the clip run where `CubaParams.wrap` or `saturate` is on (one comp
 off, the bound of `cuba_params` proves that the wraps do nothing; without either, the clip does nothing too).
 The eager step runs about eight torch kernels per step over float64 state, about 1.8 ns per neuron and step
 on one core of the README's machine; this loop about 0.6 ns. With several torch threads, as many Python
-threads (the caller's and a pool's) split the batch (the loop releases the GIL). Requires numba (imported here); each variant compiles
+threads (the caller's and a pool's) split the batch when each gets at least `SPLIT_WORK` neuron-steps (the loop
+releases the GIL). Requires numba (imported here); each variant compiles
 on first use (cached next to this file).
 """
 import os
@@ -29,6 +30,7 @@ from hw_sim.neurons.cuba import CubaParams
 # The loop reads and writes about eight arrays; LLVM vectorizes it only if it may check all their overlaps at
 # run time (its default allows 8 checks). Affects what numba compiles in this process, never a result.
 llvmlite.binding.set_option("hw_sim", "-runtime-memory-check-threshold=64")
+SPLIT_WORK = 1 << 22   # neuron-steps per thread below which handing a slice to a thread costs more than it saves
 _POOL: Dict[int, ThreadPoolExecutor] = {}  # the threads that split the batch with the caller's, by count
 os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of its parent's threads
 
@@ -115,7 +117,7 @@ def run_cuba(a6: torch.Tensor, spikes: torch.Tensor, params: CubaParams, noise: 
     u_keep, v_keep = (round(factor * DECAY_UNITY) for factor in (params.u_factor, params.v_factor))
     constants = (a_scale, u_keep, v_keep, int(params.threshold))
     loop = _loop(params.wrap or params.saturate, record, spikes.data_ptr() == a6.data_ptr(), u_keep > 0)
-    threads = min(torch.get_num_threads(), count)
+    threads = max(1, min(torch.get_num_threads(), count, a6.numel() // SPLIT_WORK))
     bounds = [count * t // threads for t in range(threads + 1)]
     calls = [(view(a6), view(spikes), marks.view(count, steps, size).numpy(), *states, bias.numpy(),
               levels.numpy(), first, last, *constants) for first, last in zip(bounds[:-1], bounds[1:])]
