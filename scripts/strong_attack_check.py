@@ -1,6 +1,6 @@
 """An attack check independent of the adaptive engine, on the demo models (for judging the engine's strength).
 
-Built on torchattacks, not on `robust.engine` or its APGD: per surrogate of a sweep, APGD-CE and APGD-DLR
+Built on torchattacks (through the classic suite's `APGDBestPoint`), not on `robust.engine` or its APGD: per surrogate of a sweep, APGD-CE and APGD-DLR
 (`RESTARTS` restarts each) and APGD-T (targeted DLR against the `TARGETS` most likely wrong classes), all on
 the noise-averaged float model (`K` draws per gradient), plus Square on it; every example also rounded onto
 the chip's input grid. Each example is scored on the float model and on hw_sim. Two figures per model, eps
@@ -21,7 +21,7 @@ import torch
 import torchattacks
 
 from hw_sim.netfile import load_net
-from robust.attacks.apgd import _APGDBestPoint
+from robust.attacks.apgd import APGDBestPoint
 from robust.attacks.eot import NoiseAveraged
 from robust.attacks.grid import rounded
 from robust.deployed import logit_scale
@@ -59,7 +59,7 @@ def examples(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
                 for restart in range(RESTARTS):
                     seed = derive_seed(7, "independent", surrogate.label, loss, restart)
                     torch.manual_seed(seed)
-                    atk = _APGDBestPoint(averaged, eps=eps, steps=STEPS, n_restarts=1, seed=seed, loss=loss, rho=0.75)
+                    atk = APGDBestPoint(averaged, eps=eps, steps=STEPS, n_restarts=1, seed=seed, loss=loss, rho=0.75)
                     atk.set_model_training_mode(model_training=False)
                     out[f"apgd-{loss}#{restart}@{surrogate.label}"] = atk(x, y).detach()
             for name, adv in apgd_t(averaged, x, y, eps, derive_seed(7, "apgd-t", surrogate.label)).items():

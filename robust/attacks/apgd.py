@@ -16,7 +16,8 @@ from robust.attacks.base import TorchattacksAttack
 LOSSES = ("ce", "dlr")
 
 
-class _APGDBestPoint(torchattacks.APGD):
+class APGDBestPoint(torchattacks.APGD):
+    """torchattacks' APGD returning each sample's first misclassified iterate, else its highest-loss one."""
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         images, labels = images.clone().detach().to(self.device), labels.clone().detach().to(self.device)
         x_best, still_correct, _, x_fooled = self.attack_single_run(images, labels)
@@ -37,5 +38,5 @@ class APGD(TorchattacksAttack):
         self.loss, self.steps = loss, steps
 
     def build(self) -> torchattacks.Attack:
-        return _APGDBestPoint(self.model, norm="Linf", eps=self.eps, steps=self.steps, n_restarts=1,
+        return APGDBestPoint(self.model, norm="Linf", eps=self.eps, steps=self.steps, n_restarts=1,
                               seed=self.seed, loss=self.loss, eot_iter=1, rho=0.75)
