@@ -16,7 +16,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -118,6 +118,18 @@ def run_guarded(command: Callable[[], Any]) -> int:
     return code
 
 
+def exit_process(code: int) -> NoReturn:
+    """End the process with `code`. A rank of a torchrun group ends without Python's teardown: destroying a gloo
+    group at interpreter exit can abort the process (SIGABRT, "terminate called without an active exception"),
+    and `destroy_process_group` itself can hang (pytorch issue 75097); every rank is done by then."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 class Boundary(TyperGroup):
     """The `tgo` command group with one error boundary around every command (`run_guarded`)."""
 
@@ -125,7 +137,7 @@ class Boundary(TyperGroup):
         call = lambda: super(Boundary, self).main(args, prog_name, complete_var, standalone_mode=False, **extra)
         if not standalone_mode:
             return call()
-        sys.exit(run_guarded(call))
+        exit_process(run_guarded(call))
 
 
 app = typer.Typer(cls=Boundary, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -92,6 +92,8 @@ def _worker(rank: int, port: int, command: str, run: str, net: str, out: str, du
     else:
         returned = _work(command, run, net, out)
     torch.save(returned, Path(dumps) / f"rank{rank}.pt")
+    from tgo_cli import exit_process
+    exit_process(0)  # as the CLI ends a rank (its group is still joined)
 
 
 def _spawn(command: str, run: Path, net: Path, out: Path, dumps: Path) -> list:
