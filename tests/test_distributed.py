@@ -37,6 +37,8 @@ def _worker(rank: int, port: int, config: dict, out: str, resume: bool, stop_aft
         train(ExperimentConfig.from_dict(config), Path(out), resume=resume, show_progress=False, log=log)
     except _Stop:
         pass
+    from tgo_cli import exit_process
+    exit_process(0)  # as the CLI ends a rank: an interrupted run still holds its group
 
 
 def _spawn(config: ExperimentConfig, out: Path, resume: bool = False, stop_after: int = 0) -> None:
