@@ -11,12 +11,12 @@ different to the simulator.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from hw_sim import products
 from hw_sim.fixed_point import STATE_SHIFT, UV_LIMIT, wrap_int32, wrap_signed24, wrap_u
 from hw_sim.netfile import Conv, NetFile, Neuron
 from hw_sim.neurons.cuba import CubaState, cuba_integrate, cuba_params
@@ -45,6 +45,10 @@ def _wrap_current(u: torch.Tensor) -> torch.Tensor:
     return wrap_u(wrap_int32(u))
 
 
+def _trunc(x: torch.Tensor) -> torch.Tensor:
+    return torch.div(x, 1, rounding_mode="trunc")   # torch.trunc's CPU kernel is not vectorized (5x slower)
+
+
 def _saturate(v: torch.Tensor) -> torch.Tensor:
     return v.clamp(-(UV_LIMIT - 1), UV_LIMIT - 1)
 
@@ -57,7 +61,7 @@ class StraightThroughOps:
         self.surrogate, self.alpha = surrogate, alpha
 
     def decay(self, x: torch.Tensor, factor: float) -> torch.Tensor:
-        return straight_through(x * factor, torch.trunc)
+        return straight_through(x * factor, _trunc)
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x + y
@@ -96,7 +100,7 @@ class QuantizedTwin(nn.Module):
                                  f"sigma-delta neurons; the twin supports tgo exports (CUBA dense/conv layers)")
         self.net, self.surrogate_name, self.alpha, self.logit_scale = net, surrogate, alpha, logit_scale
         self.steps = net.window(net.tgo.timesteps)
-        self.weights = [torch.as_tensor(layer.synapse.weight, dtype=torch.float64) for layer in net.layers]
+        self._synapses: Dict[Tuple[int, torch.device], Tuple[torch.Tensor, products.Plan, bool]] = {}
         self.set_noise(net)
         # torchattacks reads the device from the first parameter; an empty one carries it
         self.device_marker = nn.Parameter(torch.empty(0), requires_grad=False)
@@ -131,19 +135,35 @@ class QuantizedTwin(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         signal = self.encode(x)
         v_readout: Optional[torch.Tensor] = None
-        for layer, weight, noise in zip(self.net.layers, self.weights, self.noises):
-            signal, v_readout = self._layer(layer, weight.to(x.device), noise, signal)
+        for index, noise in enumerate(self.noises):
+            signal, v_readout = self._layer(index, noise, signal)
         return v_readout / self.logit_scale
 
-    def _layer(self, layer, weight: torch.Tensor, noise: Optional[torch.Tensor], signal: torch.Tensor):
+    def _synapse(self, index: int, device: torch.device) -> Tuple[torch.Tensor, products.Plan, bool]:
+        """Layer `index`'s weights in the cheapest dtype that keeps its sums exact (`hw_sim.products`; the
+        layer's input is at most Q for the first layer, a spike after), its plan, and whether its conv sums
+        can pass 24 bits (Lava wraps conv outputs to 24 bits). Dense weights come transposed, [in, out]."""
+        if (index, device) not in self._synapses:
+            synapse = self.net.layers[index].synapse
+            weight = torch.as_tensor(synapse.weight, device=device)
+            max_in = self.net.tgo.input_scale if index == 0 else 1
+            bound = products.sum_bound(weight, max_in)
+            plan = products.plan(int(weight.abs().max()), max_in, bound, device, half_precision=False)
+            prepared = products.prepare(weight, plan)
+            conv = isinstance(synapse, Conv)
+            self._synapses[index, device] = (prepared if conv else prepared.T, plan, conv and bound >= UV_LIMIT)
+        return self._synapses[index, device]
+
+    def _layer(self, index: int, noise: Optional[torch.Tensor], signal: torch.Tensor):
+        layer = self.net.layers[index]
+        weight, plan, wraps = self._synapse(index, signal.device)
         steps, count = signal.shape[:2]
-        rows = signal.reshape(steps * count, *signal.shape[2:])
+        rows = signal.reshape(steps * count, *signal.shape[2:]).to(plan.operand)
         if isinstance(layer.synapse, Conv):
-            conv = layer.synapse
-            a = straight_through(F.conv2d(rows, weight, stride=conv.stride, padding=conv.padding,
-                                          dilation=conv.dilation, groups=conv.groups), wrap_signed24)
+            a = products.conv(rows, weight, layer.synapse, layer.shape).to(torch.float64)
+            a = straight_through(a, wrap_signed24) if wraps else a
         else:
-            a = rows.reshape(steps * count, -1) @ weight.T
+            a = (rows.reshape(steps * count, -1) @ weight).to(torch.float64)
         a6 = a.reshape(steps, count, *layer.shape) * (1 << STATE_SHIFT)
         bias = torch.as_tensor(layer.bias, dtype=torch.float64, device=a6.device)
         # wrap and clip always: an attack may drive the input beyond any bound set for the exact simulator
@@ -152,11 +172,13 @@ class QuantizedTwin(nn.Module):
         state = CubaState.zeros(a6[0])
         spikes: List[torch.Tensor] = []
         v_at_readout = None
-        for j in range(steps):
-            before = cuba_integrate(state, a6[j], params, ops)
+        # unbind, not a6[j]: each indexed step's backward would allocate and fill a zero tensor of all steps
+        noises = [None] * steps if noise is None else noise.to(a6.device).unbind(0)
+        for j, (a_j, noise_j) in enumerate(zip(a6.unbind(0), noises)):
+            before = cuba_integrate(state, a_j, params, ops)
             if j == self.net.readout_local_step:
                 v_at_readout = before.v.reshape(count, -1)
-            z, v = ops.fire(before.v, params.threshold, None if noise is None else noise[j].to(a6.device), None)
+            z, v = ops.fire(before.v, params.threshold, noise_j, None)
             spikes.append(z)
             state = CubaState(before.u, v)
         return torch.stack(spikes), v_at_readout

@@ -9,7 +9,8 @@ from hw_sim.neurons import cuba
 from hw_sim.neurons.sigma_delta import SigmaDeltaState, sigma_delta_params, sigma_delta_step
 from hw_sim.simulator import encode_inputs, logits, pre_spike_potentials, simulate
 from robust.twin import QuantizedTwin
-from tests.hw_sim_nets import random_images, tgo_convnet, tgo_mlp
+from hw_sim.fixed_point import UV_LIMIT
+from tests.hw_sim_nets import dense, neuron, random_images, tgo_convnet, tgo_group, tgo_mlp, write_net
 
 sdn_models = pytest.importorskip("lava.proc.sdn.models")
 sdn_process = pytest.importorskip("lava.proc.sdn.process")
@@ -75,6 +76,21 @@ def test_twin_forward_equals_hw_sim(tmp_path, maker, sigma):
     assert all(bool(s.any()) for s in run.spikes[:-1]), "hidden layers must spike for the comparison to bite"
     twin_logits = QuantizedTwin(net)(x)
     assert torch.equal(twin_logits, logits(net, run).double())
+
+
+def test_twin_wraps_conv_sums_as_hw_sim(tmp_path):
+    """A conv whose sums pass 24 bits: the twin's exact products wrap them as Lava and hw_sim do."""
+    w = np.full((2, 16, 3, 3), 254.0, dtype=np.float32)
+    w[1, :8] = -256.0
+    conv = {"type": "conv", "shape": [2, 3, 3], "weight": w, "stride": [1, 1], "padding": [0, 0],
+            "dilation": [1, 1], "groups": 1, "neuron": neuron()}
+    layers = [{"type": "input", "shape": [16, 5, 5]}, conv, {"type": "flatten"},
+              dense(3, np.full((3, 18), 60.0, dtype=np.float32))]
+    net = load_net(write_net(tmp_path / "wrap.net", layers, tgo_group(4, (16, 5, 5), 3)))
+    x = torch.from_numpy(np.concatenate([np.ones((1, 16, 5, 5)), random_images(3, (16, 5, 5))]))
+    assert 144 * 254 * 255 >= UV_LIMIT, "the all-ones image must wrap the first channel's sums"
+    run = simulate(net, encode_inputs(net, x))
+    assert torch.equal(QuantizedTwin(net)(x), logits(net, run).double())
 
 
 def test_pre_spike_potentials_are_the_steps_potential(tmp_path):
