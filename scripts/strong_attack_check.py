@@ -1,8 +1,9 @@
-"""An attack check independent of the adaptive engine, on the demo models (for judging the engine's strength).
+"""An attack check independent of the adaptive engine (for judging the engine's strength).
 
-Built on torchattacks (through the classic suite's `APGDBestPoint`), not on `robust.engine` or its APGD: per surrogate of a sweep, APGD-CE and APGD-DLR
-(`RESTARTS` restarts each) and APGD-T (targeted DLR against the `TARGETS` most likely wrong classes), all on
-the noise-averaged float model (`K` draws per gradient), plus Square on it; every example also rounded onto
+Built on torchattacks (through the classic suite's `APGDBestPoint`), not on `robust.engine` or its APGD: per
+surrogate of a sweep, APGD-CE and APGD-DLR (`Budget.restarts` restarts each) and APGD-T (targeted DLR against
+the `Budget.targets` most likely wrong classes), all on the noise-averaged float model (`Budget.k` draws per
+gradient), plus Square on it; every example also rounded onto
 the chip's input grid. Each example is scored on the float model and on hw_sim. Two figures per model, eps
 and side, as an outside attacker reports them:
   - per-sample worst: each image's lowest score over all examples on the `score` seeds (biased low: a
@@ -10,12 +11,15 @@ and side, as an outside attacker reports them:
   - one chosen example: each image's example with the lowest score on the `choose` seeds, scored on the
     disjoint `score` seeds (the engine's headline rule, with an independent attack).
 Usage (after `tgo demo`): .venv/bin/python scripts/strong_attack_check.py [runs/demo] [n]
+Any other pair: `--pair CHECKPOINT_DIR NET` (repeatable), e.g. the mnist5k conv net with `--budget reduced`
+(a float forward and backward of a conv net costs ~10x the demo MLP's).
 """
 from __future__ import annotations
 
-import sys
+import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Sequence
 
 import torch
 import torchattacks
@@ -31,17 +35,32 @@ from robust.surrogates import parse_surrogates
 from train.checkpoint import load_checkpoint
 from train.data import load_dataset
 
-SWEEP = "own,superspike:10,superspike:30,arctan:10,ste"
-K, STEPS, RESTARTS, TARGETS, SQUARE_QUERIES = 8, 100, 2, 3, 1000
 CHOOSE_SEEDS, SCORE_SEEDS = 40, 20
 
 
-def apgd_t(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int) -> Dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class Budget:
+    """Surrogates swept; K noise draws per gradient; APGD steps; restarts per loss; APGD-T targets; Square queries."""
+    sweep: str
+    k: int
+    steps: int
+    restarts: int
+    targets: int
+    square_queries: int
+
+
+BUDGETS = {"full": Budget("own,superspike:10,superspike:30,arctan:10,ste", 8, 100, 2, 3, 1000),
+           "reduced": Budget("own,superspike:10,superspike:30,arctan:10", 4, 50, 1, 2, 1000)}
+
+
+def apgd_t(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int,
+           budget: Budget) -> Dict[str, torch.Tensor]:
     """torchattacks' APGD-T per target rank (2 = most likely wrong class), keeping each row's best point."""
-    atk = torchattacks.APGDT(model, eps=eps, steps=STEPS, n_restarts=1, seed=seed, n_classes=int(model(x[:1]).shape[1]))
+    atk = torchattacks.APGDT(model, eps=eps, steps=budget.steps, n_restarts=1, seed=seed,
+                             n_classes=int(model(x[:1]).shape[1]))
     atk.set_model_training_mode(model_training=False)
     out = {}
-    for rank in range(2, TARGETS + 2):
+    for rank in range(2, budget.targets + 2):
         atk.target_class = rank
         x_best, still_correct, _, x_fooled = atk.attack_single_run(x.clone(), y.clone())
         out[f"apgd-t{rank - 1}"] = torch.where(still_correct.view(-1, *[1] * (x.dim() - 1)), x_best, x_fooled).detach()
@@ -49,23 +68,24 @@ def apgd_t(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 
 def examples(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float,
-             q: int) -> Dict[str, torch.Tensor]:
+             q: int, budget: Budget) -> Dict[str, torch.Tensor]:
     """Every attack's examples at `eps` (name -> [N, ...]), each also rounded onto the input grid."""
-    averaged = NoiseAveraged(model, K)
+    averaged = NoiseAveraged(model, budget.k)
     out: Dict[str, torch.Tensor] = {}
-    for surrogate in parse_surrogates(SWEEP, alpha):
+    for surrogate in parse_surrogates(budget.sweep, alpha):
         with surrogate.applied(model):
             for loss in ("ce", "dlr"):
-                for restart in range(RESTARTS):
+                for restart in range(budget.restarts):
                     seed = derive_seed(7, "independent", surrogate.label, loss, restart)
                     torch.manual_seed(seed)
-                    atk = APGDBestPoint(averaged, eps=eps, steps=STEPS, n_restarts=1, seed=seed, loss=loss, rho=0.75)
+                    atk = APGDBestPoint(averaged, eps=eps, steps=budget.steps, n_restarts=1, seed=seed, loss=loss,
+                                        rho=0.75)
                     atk.set_model_training_mode(model_training=False)
                     out[f"apgd-{loss}#{restart}@{surrogate.label}"] = atk(x, y).detach()
-            for name, adv in apgd_t(averaged, x, y, eps, derive_seed(7, "apgd-t", surrogate.label)).items():
+            for name, adv in apgd_t(averaged, x, y, eps, derive_seed(7, "apgd-t", surrogate.label), budget).items():
                 out[f"{name}@{surrogate.label}"] = adv
     torch.manual_seed(derive_seed(7, "square"))
-    square = torchattacks.Square(averaged, eps=eps, n_queries=SQUARE_QUERIES, seed=1)
+    square = torchattacks.Square(averaged, eps=eps, n_queries=budget.square_queries, seed=1)
     square.set_model_training_mode(model_training=False)
     out["square"] = square(x, y).detach()
     out.update({f"{name}/grid": rounded(adv, x, eps, q) for name, adv in list(out.items())})
@@ -82,26 +102,32 @@ def figures(side: SeededModel, candidates: torch.Tensor, y: torch.Tensor) -> Dic
     return {"worst": float(scores.min(0).values.mean()), "chosen": float(chosen.mean())}
 
 
-def check(root: Path, name: str, n: int) -> None:
-    ckpt = load_checkpoint(root / name)
+def check(checkpoint: Path, net_path: Path, n: int, eps_values: Sequence[float], budget: Budget) -> None:
+    ckpt = load_checkpoint(checkpoint)
     data = load_dataset(ckpt.config.data)
     x, y = data.test_x[:n], data.test_y[:n]
-    net_path = root / f"{name}-export" / "model.net"
     net = load_net(net_path)
     model = ckpt.build_model("cpu").eval()
     sides = {"float": FloatModel(model, x[:64]), "fixed": HwSimModel(net, logit_scale(net_path, net))}
-    for eps in (0.0625, 0.125):
-        found = examples(model, x, y, eps, ckpt.config.neuron.alpha, net.tgo.input_scale)
+    for eps in eps_values:
+        found = examples(model, x, y, eps, ckpt.config.neuron.alpha, net.tgo.input_scale, budget)
         candidates = torch.stack([x] + list(found.values()))
         cells = {side: figures(scorer, candidates, y) for side, scorer in sides.items()}
-        print(f"{name} eps {eps:g} ({len(candidates)} examples per image): per-sample worst float "
+        print(f"{checkpoint.name} eps {eps:g} ({len(candidates)} examples per image): per-sample worst float "
               f"{100 * cells['float']['worst']:.1f}% / fixed {100 * cells['fixed']['worst']:.1f}%; one chosen example "
               f"float {100 * cells['float']['chosen']:.1f}% / fixed {100 * cells['fixed']['chosen']:.1f}%", flush=True)
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("root", nargs="?", type=Path, default=Path("runs/demo"), help="tgo demo's output folder")
+    parser.add_argument("n", nargs="?", type=int, default=150, help="first n test images")
+    parser.add_argument("--pair", nargs=2, type=Path, action="append", metavar=("CHECKPOINT_DIR", "NET"),
+                        help="a checkpoint and its export (default: the demo's vanilla and tgo+at)")
+    parser.add_argument("--eps", default="0.0625,0.125")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="full")
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/demo")
-    count = int(sys.argv[2]) if len(sys.argv) > 2 else 150
-    for model_name in ("vanilla", "tgo+at"):
-        check(root, model_name, count)
+    pairs = args.pair or [(args.root / name, args.root / f"{name}-export" / "model.net") for name in ("vanilla", "tgo+at")]
+    for checkpoint_dir, net_file in pairs:
+        check(checkpoint_dir, net_file, args.n, [float(e) for e in args.eps.split(",")], BUDGETS[args.budget])
