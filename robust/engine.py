@@ -16,8 +16,8 @@ that is the headline (one chosen example per image, scored on fresh noise). The 
 score seeds over the shortlist is reported beside it (biased low: a minimum over noisy scores).
 Sources run as a cascade: each attacks only the images that some side still gets right on some select seed
 with every candidate so far (`_Pool.alive`). Budget convergence: the images some side
-still gets right are attacked again by the strongest gradient sources and the search with every budget
-doubled (steps, restarts, EOT draws, queries); the pool grows by those candidates and the headline may move
+still gets right are attacked again by the gradient sources strongest on those images and the search with
+every budget doubled (steps, restarts, EOT draws, queries); the pool grows by those candidates and the headline may move
 by less than `CONVERGED` (else a red flag).
 """
 from __future__ import annotations
@@ -183,17 +183,18 @@ class _Pool:
         attacked): [n]."""
         return torch.stack([self.accs[judge.name][k] for k in names]).min(0).values
 
-    def source_minima(self, sides: Sequence[Side]) -> Dict[str, Dict[str, torch.Tensor]]:
+    def source_minima(self, sides: Sequence[Side], rows: torch.Tensor) -> Dict[str, Dict[str, torch.Tensor]]:
         """Judging side -> (side, surrogate) gradient source ('side|surrogate') -> `source_minimum` of that
-        source's candidates, [n]; a source that attacked no image of this pool (nothing was left alive) is
-        absent."""
+        source's candidates on the images `rows`, [len(rows)]; a source that attacked no image of this pool
+        (nothing was left alive) is absent. The doubled round ranks its sources on the images still `alive`:
+        every source of the cascade attacked each of them, so none is favoured by its place in the cascade."""
         out: Dict[str, Dict[str, torch.Tensor]] = {judge.name: {} for judge in self.sides}
         for side in sides:
             for surrogate in (side.surrogates if side.attackable is not None else []):
                 tag = f"{side.origin}-apgd-"
                 names = [k for k in self.inputs if k.startswith(tag) and f"@{surrogate.label}#" in k]
                 for judge in (self.sides if names else []):
-                    out[judge.name][f"{side.name}|{surrogate.label}"] = self.source_minimum(judge, names)
+                    out[judge.name][f"{side.name}|{surrogate.label}"] = self.source_minimum(judge, names)[rows]
         return out
 
     def result(self, side: Side) -> Dict[str, object]:
@@ -250,13 +251,13 @@ def side_eps(eps: float, parts: Sequence[Dict[str, object]], base_headline: Opti
 def strongest(sides: Sequence[Side], minima: Dict[str, Dict[str, torch.Tensor]],
               count: int) -> Dict[str, List[SurrogateSpec]]:
     """The `count` (side, surrogate) gradient sources whose candidates score lowest on any side, from
-    `_Pool.source_minima` of all images (judge -> 'side|surrogate' -> [N]); a source that attacked no image
-    is not ranked."""
+    `_Pool.source_minima` (judge -> 'side|surrogate' -> [n] over the images ranked on); a source that
+    attacked none of them is not ranked."""
     ranked = []
     for side in sides:
         for surrogate in (side.surrogates if side.attackable is not None else []):
             key = f"{side.name}|{surrogate.label}"
-            if key in minima[sides[0].name]:
+            if key in minima[sides[0].name] and minima[sides[0].name][key].numel():
                 ranked.append((min(float(minima[judge.name][key].mean()) for judge in sides), side.name, surrogate))
     chosen: Dict[str, List[SurrogateSpec]] = {side.name: [] for side in sides}
     for _, name, surrogate in sorted(ranked, key=lambda row: row[0])[:count]:
@@ -397,10 +398,11 @@ def run_engine(sides: Sequence[Side], oracle: Side, x: torch.Tensor, y: torch.Te
             pool.add({"clean": block.x})
             _attack(pool, sides, {s.name: s.surrogates for s in sides}, oracle, eps, q, budget, eot_k, "", seconds)
             pools.append(pool)
+        alive = [pool.alive() for pool in pools]
         base = plan.gather([{"headline": {side.name: pool.result(side)["headline"] for side in sides},
-                             "minima": pool.source_minima(sides), "alive": len(pool.alive()),
-                             "unattacked": {judge.name: pool.accs[judge.name]["clean"] for judge in sides}}
-                            for pool in pools])
+                             "minima": pool.source_minima(sides, rows), "alive": len(rows),
+                             "unattacked": {judge.name: pool.accs[judge.name]["clean"][rows] for judge in sides}}
+                            for pool, rows in zip(pools, alive)])
         base_headline = {name: float(h.mean()) for name, h in concat([part["headline"] for part in base]).items()}
         minima = {judge.name: _fill([part["minima"][judge.name] for part in base],
                                     [part["unattacked"][judge.name] for part in base]) for judge in sides}

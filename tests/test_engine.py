@@ -6,7 +6,7 @@ from torch import nn
 from robust.attacks import grid
 from robust.attacks.adaptive import checkpoints
 from robust.attacks.losses import row_losses
-from robust.engine import Seeds, Side, _Pool, choose, run_engine, source_group
+from robust.engine import Seeds, Side, _Pool, choose, run_engine, source_group, strongest
 from robust.options import EngineBudget
 from robust.seeded import FloatModel, SeededModel
 from robust.surrogates import parse_surrogates
@@ -134,6 +134,35 @@ def test_cascade_pool_covers_alive_rows_and_counts_earlier_breaks():
     assert pool.source_minimum(side, ["b"]).tolist() == [1.0, 0.0, 0.0]
     assert pool.source_minimum(side, ["a"]).tolist() == [0.0, 1.0, 0.0]
     assert pool.source_minimum(side, ["a", "b"]).tolist() == [0.0, 0.0, 0.0]
+
+
+class _NoisySign(SeededModel):
+    """Stochastic 2-class model on 1 pixel: class 1 when x - 0.5 + noise > 0, noise ~ N(0, 0.1^2) per seed."""
+
+    def logits(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        noise = 0.1 * torch.randn(1, generator=torch.Generator().manual_seed(seed)).double()
+        d = x[:, 0].double() - 0.5 + noise
+        return torch.stack([-d, d], 1)
+
+
+def test_doubled_round_ranks_sources_on_the_images_still_alive():
+    """A source late in the cascade runs on fewer images and keeps clean scores elsewhere; ranked on all
+    images it would look weaker than an early one even where it attacks better. Ranked on the images still
+    alive, which every source attacked, it comes first."""
+    own, ste = parse_surrogates("own,ste", 2.0)
+    side = Side("float", _NoisySign(), nn.Identity(), [own, ste], "float")
+    x, y = torch.tensor([[0.9], [0.9], [0.9]]), torch.tensor([1, 1, 1])
+    pool = _Pool([side], x, y, Seeds.derive(0, EngineBudget(select_seeds=64), repeats=1))
+    pool.add({"clean": x})
+    pool.add({f"float-apgd-ce@{own.label}#0": torch.tensor([[0.1], [0.1], [0.6]])})      # breaks images 0, 1
+    rows = pool.alive()
+    assert rows.tolist() == [2]
+    pool.add({f"float-apgd-ce@{ste.label}#0": torch.tensor([[0.52]])}, rows)            # nearer the boundary
+    everywhere = pool.source_minima([side], torch.arange(3))
+    assert strongest([side], everywhere, 1) == {"float": [own]}
+    on_alive = pool.source_minima([side], rows)
+    assert on_alive["float"][f"float|{ste.label}"].numel() == 1
+    assert strongest([side], on_alive, 1) == {"float": [ste]}
 
 
 def test_twin_side_takes_the_float_sides_eot_probe(trained_runs):
