@@ -1,12 +1,12 @@
 """A differentiable twin of a fixed-point `.net`: hw_sim's exact integer forward, with gradients.
 
-The forward computes what `hw_sim.simulator.simulate` computes for a tgo file, value for value (state in
-float64, synaptic products in hw_sim's cheapest exact dtype, `hw_sim.products`: the same weights, thresholds,
-decays, 24-bit wraps, saturation, seeded threshold noise and input quantization). The backward passes straight through every rounding, wrap and clip
-(straight-through estimator) and through the spike with a surrogate gradient of the distance to threshold
-in units of the threshold. Gradient attacks on the twin therefore target the deployed integer network
-itself; its logits are bit-identical to hw_sim's (tests check it), so no adversarial example can look
-different to the simulator.
+The forward computes what `hw_sim.simulator.simulate` computes for a tgo file, value for value (state in float64,
+synaptic products in hw_sim's cheapest exact dtype, `hw_sim.products`: the same weights, thresholds, decays,
+24-bit wraps, saturation, seeded threshold noise and input quantization). The backward passes straight through
+every rounding, wrap and clip (straight-through estimator) and through the spike with a surrogate gradient of the
+distance to threshold in units of the threshold. Gradient attacks on the twin therefore target the deployed
+integer network itself; its logits are bit-identical to hw_sim's (tests check it), so no adversarial example can
+look different to the simulator.
 """
 from __future__ import annotations
 
