@@ -21,12 +21,14 @@ Verdict (`judge`), per eps on the per-image headline scores:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from export.quantize import INPUT_SCALE_MAX
 from hw_sim.compare import first_mismatch
 from hw_sim.netfile import NetFile, load_net
 from hw_sim.simulator import Run, encode_inputs, simulate
@@ -153,14 +155,24 @@ def verify(ckpt: Checkpoint, net_path: Path, data: Dataset, options: VerifyOptio
 
 
 def input_grid_notes(eps_values: Sequence[float], q: int) -> List[str]:
-    """The chip sees round(x * Q): an eps that is not a multiple of 1/Q lets rounding stretch a perturbation
-    of an on-grid image to round(eps * Q) levels. Say so where it happens."""
+    """The chip sees round(x * Q). Where eps is not a whole number of levels (1/Q), rounding changes the ball
+    the fixed point faces: an image off the grid (natural pixels) can move by ceil(eps * Q) levels, one on it
+    by round(eps * Q). Say so where it happens, and name the Q nearest this one (in 1..INPUT_SCALE_MAX) that
+    makes every eps whole."""
     notes = []
     for eps in eps_values:
         levels = eps * q
-        if abs(levels - round(levels)) > 1e-9 and round(levels) / q > eps:
-            notes.append(f"eps {eps:g} is {levels:.2f} input levels (Q = {q}): after rounding the fixed-point "
-                         f"model can face {round(levels)} levels = {round(levels) / q:.4f}; prefer multiples of 1/{q}")
+        if abs(levels - round(levels)) > 1e-9:
+            up, near = math.ceil(levels), round(levels)
+            faced = f"{up} level{'s' * (up != 1)} = {up / q:.4f}"
+            if near != up:
+                faced += f" on images off the grid, {near} = {near / q:.4f} on images on it"
+            notes.append(f"eps {eps:g} is {levels:.2f} input levels (Q = {q}): after rounding, the fixed-point model "
+                         f"can face {faced}")
+    whole = [c for c in range(1, INPUT_SCALE_MAX + 1) if all(abs(e * c - round(e * c)) <= 1e-9 for e in eps_values)]
+    if notes and whole:
+        best = min(whole, key=lambda c: (abs(c - q), c))
+        notes.append(f"every eps is a whole number of levels with Q = {best}: `tgo export ... --input-scale {best}`")
     return notes
 
 

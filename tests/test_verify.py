@@ -13,6 +13,7 @@ from robust.deployed import DeployedTwin, NoiseSeeds, logit_scale
 from robust.flips import flip_curve
 from robust.options import EngineBudget
 from robust.stats import wilson_interval
+from robust.verify import input_grid_notes
 from robust.verify_command import build_options, run_verify
 from tgo_cli import app
 from train.checkpoint import load_checkpoint
@@ -207,3 +208,18 @@ def test_generator_dependent_noise_is_caught(exported_runs, tmp_path, monkeypatc
     report = run_verify(run_dir, export_dir / "model.net", tmp_path, options, show_progress=False)
     assert report["verdict"] == "fail"
     assert any("depends on the noise generator" in reason for reason in report["reasons"]), report["reasons"]
+
+
+@pytest.mark.parametrize("q, stretched", [(29, True), (32, False)])
+def test_input_grid_note_matches_what_rounding_does(q, stretched):
+    """The largest move round((x + d) * Q) - round(x * Q) over |d| <= eps and pixels x: the note's level count."""
+    eps = 0.0625
+    x = torch.linspace(0, 1 - eps, 20001, dtype=torch.float64)   # natural pixels: mostly off the grid
+    moved = int(((x + eps) * q).round().sub((x * q).round()).max())
+    notes = input_grid_notes([eps, 2 * eps], q)
+    if stretched:
+        assert moved == math.ceil(eps * q) == 2 and moved / q > eps
+        assert f"can face {moved} levels = {moved / q:.4f}" in notes[0]
+        assert notes[-1].endswith("--input-scale 32`")                   # the nearest Q with whole levels
+    else:
+        assert moved / q == eps and notes == []
