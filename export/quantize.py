@@ -29,12 +29,12 @@ import torch
 
 from export.calibrate import LayerTrace
 from export.network import LIFGroup, SynapticLayer
-from hw_sim.netfile import BIAS_RANGE, DECAY_UNITY
+from hw_sim.fixed_point import UV_LIMIT
+from hw_sim.netfile import BIAS_RANGE, DECAY_UNITY, DENSE_WEIGHT_RANGE, VTH_MANT_SPIKING_MAX
 from tgo_errors import UsageError
 
-WEIGHT_MIN, WEIGHT_MAX = -256, 254
-VTH_MANT_MAX = 131071            # 17-bit threshold mantissa
-STATE_MAX = 2 ** 23 - 1          # u wraps and v saturates beyond this
+WEIGHT_MIN, WEIGHT_MAX = DENSE_WEIGHT_RANGE   # netx is exact in this range (hw_sim.netfile)
+STATE_MAX = UV_LIMIT - 1          # u wraps and v saturates beyond this (hw_sim.fixed_point)
 INPUT_SCALE_MAX = 255            # the graded input spike is 8-bit at most
 POTENTIAL_MARGIN = 1.25          # headroom below the deepest calibration potential (v saturates: mild)
 CLIP_SEARCH = 4.0                # try weight scales up to this factor beyond the no-clipping scale
@@ -138,7 +138,7 @@ def _spiking_cap(layer: SynapticLayer, trace: LayerTrace) -> Tuple[float, str, s
     """Largest state scale P of a spiking layer, what sets it (u, v, bias or threshold) and the v bound used."""
     v_cap, v_bound = _v_cap(layer, trace)
     caps = [(_u_cap(layer), "u: weights x input range"), (v_cap, f"v: {v_bound}"),
-            (VTH_MANT_MAX / layer.neuron.v_th, "threshold")]
+            (VTH_MANT_SPIKING_MAX / layer.neuron.v_th, "threshold")]
     if layer.bias is not None and float(layer.bias.abs().max()) > 0:
         caps.append((BIAS_RANGE[1] / float(layer.bias.abs().max()), "bias: int16"))
     cap, why = min(caps)

@@ -28,6 +28,7 @@ from tgo_errors import UsageError
 
 DECAY_UNITY = 4096          # decays are out of 4096
 VTH_MANT_MAX = (1 << 18) - 1  # slayer's non-spiking readout writes (1<<18)-1; netx's own default is 1<<17
+VTH_MANT_SPIKING_MAX = (1 << 17) - 1  # the 17-bit threshold mantissa of a spiking neuron (tgo export)
 MAX_DELAY = 62              # netx clips larger delays
 DENSE_WEIGHT_RANGE = (-256, 254)  # netx's weight-exponent trick is exact in this range
 BIAS_RANGE = (-(1 << 15), (1 << 15) - 1)  # Lava stores bias_mant as int16
