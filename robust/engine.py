@@ -115,7 +115,7 @@ class SideEps:
 class EngineResult:
     clean: Dict[str, torch.Tensor]            # side -> [N] clean scores
     eps: Dict[str, List[SideEps]]             # side -> one entry per eps
-    eot: Dict[str, Dict[str, object]]         # side -> {'k', 'probe': [[k, accuracy], ...]}
+    eot: Dict[str, Dict[str, object]]         # side -> {'k', 'chosen_by', 'probe': [[k, accuracy], ...], 'eps'}
     seeds: Seeds
     budget: EngineBudget
     seconds: Dict[str, float]                 # source kind -> seconds spent
@@ -291,9 +291,9 @@ def _own(surrogates: Sequence[SurrogateSpec]) -> List[SurrogateSpec]:
 
 def probe_eot(side: Side, blocks: Sequence[_Block], eps: float, budget: EngineBudget,
               mean: Callable[[List[torch.Tensor]], float]) -> Dict[str, object]:
-    """The smallest EOT draws k (from 2, doubling up to eot_k_max) at which APGD-CE with 2k draws scores within
-    CONVERGED of APGD-CE with k (on the select seeds); {'k', 'probe': [[k, accuracy], ...]}. `mean` takes the
-    per-image scores of this process's blocks to the mean over all images."""
+    """The smallest EOT draws k (from 2, doubling up to eot_k_max) at which APGD-CE with 2k draws at `eps`
+    scores within CONVERGED of APGD-CE with k (on the select seeds); {'k', 'eps', 'probe': [[k, accuracy], ...]}.
+    `mean` takes the per-image scores of this process's blocks to the mean over all images."""
     if budget.eot_k:
         return {"k": budget.eot_k, "probe": [], "chosen_by": "given"}
     stochastic = side.attackable is not None and side.scorer.stochastic
@@ -308,9 +308,10 @@ def probe_eot(side: Side, blocks: Sequence[_Block], eps: float, budget: EngineBu
             accs.append(score(side.scorer, next(iter(adv.values())), block.y, block.seeds.select)[0])
         trace.append([k, mean(accs)])
         if len(trace) > 1 and abs(trace[-1][1] - trace[-2][1]) < CONVERGED:
-            return {"k": k // 2, "probe": trace, "chosen_by": "doubling no longer moves the result"}
+            return {"k": k // 2, "eps": eps, "probe": trace, "chosen_by": "doubling no longer moves the result"}
         if k >= budget.eot_k_max:
-            return {"k": k, "probe": trace, "chosen_by": f"cap eot_k_max={budget.eot_k_max} (not converged)"}
+            return {"k": k, "eps": eps, "probe": trace,
+                    "chosen_by": f"cap eot_k_max={budget.eot_k_max} (not converged)"}
         k *= 2
 
 
@@ -386,7 +387,8 @@ def run_engine(sides: Sequence[Side], oracle: Side, x: torch.Tensor, y: torch.Te
         if side.eot_from in eot and side.scorer.stochastic and not budget.eot_k:
             eot[side.name] = {**eot[side.eot_from], "probe": [], "chosen_by": f"the {side.eot_from} side's probe"}
         else:
-            eot[side.name] = probe_eot(side, blocks, max(eps_values), budget, mean)
+            # at the smallest eps: at a larger one every k may leave 0% standing, which tells nothing
+            eot[side.name] = probe_eot(side, blocks, min(eps_values), budget, mean)
     eot_k = {side.name: int(eot[side.name]["k"]) for side in sides}
     results: Dict[str, List[SideEps]] = {side.name: [] for side in sides}
     seconds: Dict[str, float] = {"eot-probe": time.perf_counter() - started}

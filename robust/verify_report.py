@@ -88,8 +88,9 @@ def markdown(report: Dict[str, Any]) -> str:
             lines.append(f"- eps {row['eps']:g}, {side}: **{best}** ({100 * row['per_source'][side].get(best, 1.0):.1f}%); "
                          f"before the doubled-budget round {100 * row['before_doubling'][side]:.1f}%")
     lines += ["", "EOT draws per gradient: " + "; ".join(
-        f"{side} k={entry['k']} ({entry['chosen_by']}" + (", probe " + ", ".join(f"k={k}: {100 * a:.1f}%" for k, a in entry["probe"])
-                                                      if entry["probe"] else "") + ")"
+        f"{side} k={entry['k']} ({entry['chosen_by']}" + (
+            f", probe at eps {entry['eps']:g}: " + ", ".join(f"k={k}: {100 * a:.1f}%" for k, a in entry["probe"])
+            if entry["probe"] else "") + ")"
         for side, entry in report["eot"].items())]
     lava = report["lava"]
     lines += ["", "Lava: not checked (--lava-n 0)." if not lava["checked"] else
