@@ -387,8 +387,10 @@ def run_engine(sides: Sequence[Side], oracle: Side, x: torch.Tensor, y: torch.Te
         if side.eot_from in eot and side.scorer.stochastic and not budget.eot_k:
             eot[side.name] = {**eot[side.eot_from], "probe": [], "chosen_by": f"the {side.eot_from} side's probe"}
         else:
-            # at the smallest eps: at a larger one every k may leave 0% standing, which tells nothing
-            eot[side.name] = probe_eot(side, blocks, min(eps_values), budget, mean)
+            # at every eps, keeping the largest k (ties: the smallest eps): a large eps can leave 0% standing at
+            # every k, which tells nothing, and a small one can need fewer draws than a large one
+            probes = [probe_eot(side, blocks, eps, budget, mean) for eps in sorted(eps_values)]
+            eot[side.name] = max(probes, key=lambda probe: probe["k"])
     eot_k = {side.name: int(eot[side.name]["k"]) for side in sides}
     results: Dict[str, List[SideEps]] = {side.name: [] for side in sides}
     seconds: Dict[str, float] = {"eot-probe": time.perf_counter() - started}

@@ -175,6 +175,6 @@ def test_twin_side_takes_the_float_sides_eot_probe(trained_runs):
                           select_seeds=2, confirm_seeds=2, doubled_sources=1)
     result = run_engine([second, first], first, x, y, [0.5, 0.0625], 16, budget, seed=0, repeats=2)
     assert result.eot["float"]["probe"] and result.eot["fixed"]["probe"] == []
-    assert result.eot["float"]["eps"] == 0.0625       # at 0.5 nothing stands at any k: the probe would say nothing
+    assert result.eot["float"]["eps"] == 0.0625       # at 0.5 nothing stands at any k: that probe says nothing
     assert result.eot["fixed"]["k"] == result.eot["float"]["k"] == 2
     assert result.eot["fixed"]["chosen_by"] == "the float side's probe"
