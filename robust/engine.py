@@ -3,8 +3,8 @@
 For each eps, one pool of candidate inputs per image, shared by every side (the float model, the deployed
 fixed-point model):
   1. APGD per side's differentiable model, swept over surrogates, restarts (losses ce, margin, dlr) and EOT
-     over the neuron noise (`attacks.adaptive.sweep`), EOT draws chosen by a doubling probe (per side, or
-     taken from a side with the same noise model: `Side.eot_from`, e.g. the twin from the float model);
+     over the neuron noise (`attacks.adaptive.sweep`), EOT draws chosen by a doubling probe at every eps (per
+     side, or taken from a side with the same noise model: `Side.eot_from`, e.g. the twin from the float model);
   2. every such example also as the chip sees it (`grid.rounded`) and pushed to the ball's grid corners
      (`grid.corners`);
   3. a gradient-free search over integer input levels scored by the search oracle (hw_sim in verify)
@@ -15,10 +15,10 @@ the lowest accuracy over both sets is the image's example (`choose`); the disjoi
 that is the headline (one chosen example per image, scored on fresh noise). The per-image minimum on the
 score seeds over the shortlist is reported beside it (biased low: a minimum over noisy scores).
 Sources run as a cascade: each attacks only the images that some side still gets right on some select seed
-with every candidate so far (`_Pool.alive`). Budget convergence: the images some side
-still gets right are attacked again by the gradient sources strongest on those images and the search with
-every budget doubled (steps, restarts, EOT draws, queries); the pool grows by those candidates and the headline may move
-by less than `CONVERGED` (else a red flag).
+with every candidate so far (`_Pool.alive`). Budget convergence: the images some side still gets right are
+attacked again by the gradient sources strongest on those images and the search with every budget doubled
+(steps, restarts, EOT draws, queries); the pool grows by those candidates and the headline may move by less
+than `CONVERGED` (else a red flag).
 """
 from __future__ import annotations
 

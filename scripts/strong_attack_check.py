@@ -128,6 +128,7 @@ if __name__ == "__main__":
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pairs = args.pair or [(args.root / name, args.root / f"{name}-export" / "model.net") for name in ("vanilla", "tgo+at")]
+    pairs = args.pair or [(args.root / name, args.root / f"{name}-export" / "model.net")
+                          for name in ("vanilla", "tgo+at")]
     for checkpoint_dir, net_file in pairs:
         check(checkpoint_dir, net_file, args.n, [float(e) for e in args.eps.split(",")], BUDGETS[args.budget])
