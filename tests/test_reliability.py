@@ -237,10 +237,13 @@ def test_artifacts_get_usual_permissions_and_strict_json(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text(), parse_constant=pytest.fail) == {"bad": [None, None, 1.5]}
 
 
-def test_run_records_threads_and_versions(tiny_run):
+def test_run_records_threads_versions_and_commit(tiny_run):
     ckpt = load_checkpoint(tiny_run)
     assert ckpt.config.optim.threads == ckpt.provenance["torch_threads"] >= 1
     assert ckpt.provenance["torch"] == torch.__version__ and ckpt.provenance["lava-dl"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout (not a copied tree): the checkpoint names the commit that wrote it
+        assert ckpt.provenance["tgo_commit"].split("+")[0] == head.stdout.strip()
     for line in (tiny_run / "metrics.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=pytest.fail)
 
