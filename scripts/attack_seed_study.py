@@ -2,13 +2,15 @@
 
 For each seed: train vanilla, TGO, TGO+AT and (as a control) vanilla+AT on digits with `train.trainer.train`
 (seed = training seed; a finished run is reused), then run `tgo attack` on the four checkpoints with the
-same seed (default attacks, surrogates and engine budget). Two figures per model, eps and seed: the adaptive
-engine's headline on the float model (one chosen example per image scored on fresh noise; the README's
-figure) and the classic suite's per-sample worst case. Writes OUT/seed<S>/<model>/ (runs),
-OUT/seed<S>/attack/ (reports) and OUT/summary.json + OUT/summary.md: per figure, model and eps the accuracy
-per seed, mean, sample std and range, and the verdict at the main eps (margin of means > the larger of the
-two seed ranges).
+same seed (default attacks, surrogates and engine budget; a finished report on the same checkpoints, eps and
+n is reused, so seeds can run as separate processes and be summarized together afterwards). Two figures per
+model, eps and seed: the adaptive engine's headline on the float model (one chosen example per image scored
+on fresh noise; the README's figure) and the classic suite's per-sample worst case. Writes
+OUT/seed<S>/<model>/ (runs), OUT/seed<S>/attack/ (reports) and OUT/summary.json + OUT/summary.md: per figure,
+model and eps the accuracy per seed, mean, sample std and range, and the verdict at the main eps (margin of
+means > the larger of the two seed ranges).
 Usage: python scripts/attack_seed_study.py [--out runs/attack-seeds] [--seeds 0,1,2] [--eps 0.05,0.1,0.2]
+    [--device cpu|cuda] [--n N]
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from typing import Dict, List
 from robust.command import run_attack
 from robust.options import AttackOptions
 from tgo_files import write_json_atomic, write_text_atomic
-from train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from train.config import ExperimentConfig, apply_method
+from train.checkpoint import CHECKPOINT_NAME, file_sha256, load_checkpoint
+from train.config import DataConfig, ExperimentConfig, apply_method
+from train.data import load_dataset
 from train.trainer import train
 
 FIGURES = {"engine": "adaptive engine headline (float)", "suite": "classic suite, per-sample worst case"}
@@ -34,7 +37,7 @@ MODELS = {  # name: (method, adversarial training kind)
 }
 
 
-def train_model(out: Path, method: str, adv: str, adv_eps: float, seed: int, epochs: int) -> Path:
+def train_model(out: Path, method: str, adv: str, adv_eps: float, seed: int, epochs: int, device: str) -> Path:
     """Train one digits MLP into `out` unless a finished checkpoint is there; returns the run folder."""
     ckpt = out / CHECKPOINT_NAME
     if ckpt.is_file() and load_checkpoint(ckpt).epoch >= epochs:
@@ -42,7 +45,7 @@ def train_model(out: Path, method: str, adv: str, adv_eps: float, seed: int, epo
     cfg = ExperimentConfig()
     cfg.tgo.method = method
     cfg.adv.kind, cfg.adv.eps = adv, adv_eps
-    cfg.optim.epochs, cfg.optim.seed, cfg.optim.device = epochs, seed, "cpu"
+    cfg.optim.epochs, cfg.optim.seed, cfg.optim.device = epochs, seed, device
     train(apply_method(cfg), out, resume=ckpt.is_file(), show_progress=False, log=lambda *_: None)
     return out
 
@@ -80,6 +83,15 @@ def markdown(summaries: Dict[str, Dict]) -> str:
     return "\n".join(lines)
 
 
+def finished_report(report_json: Path, runs: List[Path], eps: str, n: int) -> bool:
+    """Does `report_json` hold an attack on exactly these checkpoints (sha256), eps values and first n images?"""
+    if not report_json.is_file():
+        return False
+    report = json.loads(report_json.read_text())
+    return ([m["sha256"] for m in report["models"]] == [file_sha256(run / CHECKPOINT_NAME) for run in runs]
+            and report["settings"]["eps"] == [float(e) for e in eps.split(",")] and report["settings"]["n"] == n)
+
+
 def figures(report_json: Path) -> Dict[str, Dict[str, Dict[float, float]]]:
     """attack.json -> figure -> model label -> eps -> accuracy (the engine's headline; the suite's worst case)."""
     models = json.loads(report_json.read_text())["models"]
@@ -96,15 +108,19 @@ def main() -> None:
     parser.add_argument("--adv-eps", type=float, default=0.1, help="adversarial training budget (PGD, 5 steps)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--n", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="training and attacks: cpu | cuda")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    n = args.n or len(load_dataset(DataConfig()).test_x)
     tables: Dict[str, Dict[str, Dict[float, List[float]]]] = {f: {name: {} for name in MODELS} for f in FIGURES}
     for seed in seeds:
-        runs = [train_model(args.out / f"seed{seed}" / name, method, adv, args.adv_eps, seed, args.epochs)
+        runs = [train_model(args.out / f"seed{seed}" / name, method, adv, args.adv_eps, seed, args.epochs, args.device)
                 for name, (method, adv) in MODELS.items()]
-        report = run_attack(runs, AttackOptions(eps=args.eps, n=args.n, seed=seed,
-                                                out=str(args.out / f"seed{seed}" / "attack"), progress=False))
-        measured = figures(report["paths"]["json"])
+        report_json = args.out / f"seed{seed}" / "attack" / "attack.json"
+        if not finished_report(report_json, runs, args.eps, n):
+            run_attack(runs, AttackOptions(eps=args.eps, n=n, seed=seed, device=args.device,
+                                           out=str(report_json.parent), progress=False))
+        measured = figures(report_json)
         for figure, table in tables.items():
             for name, run in zip(MODELS, runs):
                 for eps, accuracy in measured[figure][run.name].items():

@@ -174,7 +174,7 @@ def train_one_epoch(model: SpikingNetwork, data: Dataset, cfg: ExperimentConfig,
         loss.backward()
         optimizer.step()
         for key, value in (("loss", loss), ("ce", ce), ("constraint", constraint)):
-            sums[key] += float(value) * len(x)
+            sums[key] += float(value.detach()) * len(x)
         sums["correct"] += float((out.logits.argmax(1) == y).sum())
         if progress:
             progress.update(task, advance=1, description=f"epoch {epoch + 1}/{cfg.optim.epochs} loss {float(loss):.3f}")
