@@ -12,14 +12,16 @@ and side, as an outside attacker reports them:
     disjoint `score` seeds (the engine's headline rule, with an independent attack).
 Usage (after `tgo demo`): .venv/bin/python scripts/strong_attack_check.py [runs/demo] [n]
 Any other pair: `--pair CHECKPOINT_DIR NET` (repeatable), e.g. the mnist5k conv net with `--budget reduced`
-(a float forward and backward of a conv net costs ~10x the demo MLP's).
+(a float forward and backward of a conv net costs ~10x the demo MLP's). `--device cuda` runs the float model
+and its attacks on the GPU (hw_sim scores on the CPU, with `--threads` torch threads). `--json FILE` also
+writes every image's scores (per model, eps and side), to compare image by image with verify.json.
 """
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 import torchattacks
@@ -33,6 +35,7 @@ from robust.evaluate import derive_seed
 from robust.seeded import FloatModel, HwSimModel, SeededModel, score
 from robust.surrogates import parse_surrogates
 from train.checkpoint import load_checkpoint
+from tgo_files import write_json_atomic
 from train.data import load_dataset
 
 CHOOSE_SEEDS, SCORE_SEEDS = 40, 20
@@ -92,30 +95,35 @@ def examples(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     return out
 
 
-def figures(side: SeededModel, candidates: torch.Tensor, y: torch.Tensor) -> Dict[str, float]:
-    """candidates [C, N, ...] -> per-sample worst and one-chosen-example accuracy (see the module doc)."""
+def figures(side: SeededModel, candidates: torch.Tensor, y: torch.Tensor) -> Dict[str, List[float]]:
+    """candidates [C, N, ...] -> per image, the worst and the one-chosen-example score (see the module doc)."""
     c, n = candidates.shape[:2]
     flat, ys = candidates.flatten(0, 1), y.repeat(c)
     choose = score(side, flat, ys, [derive_seed(7, "choose", i) for i in range(CHOOSE_SEEDS)])[0].view(c, n)
     scores = score(side, flat, ys, [derive_seed(7, "score", i) for i in range(SCORE_SEEDS)])[0].view(c, n)
     chosen = scores[choose.argmin(0), torch.arange(n)]
-    return {"worst": float(scores.min(0).values.mean()), "chosen": float(chosen.mean())}
+    return {"worst": scores.min(0).values.tolist(), "chosen": chosen.tolist()}
 
 
-def check(checkpoint: Path, net_path: Path, n: int, eps_values: Sequence[float], budget: Budget) -> None:
+def check(checkpoint: Path, net_path: Path, n: int, eps_values: Sequence[float], budget: Budget,
+          device: str = "cpu") -> Dict[str, Dict]:
+    """Print both figures per eps and side; returns eps -> side -> figure -> per-image scores."""
     ckpt = load_checkpoint(checkpoint)
     data = load_dataset(ckpt.config.data)
-    x, y = data.test_x[:n], data.test_y[:n]
+    x, y = data.test_x[:n].to(device), data.test_y[:n].to(device)
     net = load_net(net_path)
-    model = ckpt.build_model("cpu").eval()
+    model = ckpt.build_model(device).eval()
     sides = {"float": FloatModel(model, x[:64]), "fixed": HwSimModel(net, logit_scale(net_path, net))}
+    per_eps = {}
     for eps in eps_values:
         found = examples(model, x, y, eps, ckpt.config.neuron.alpha, net.tgo.input_scale, budget)
         candidates = torch.stack([x] + list(found.values()))
-        cells = {side: figures(scorer, candidates, y) for side, scorer in sides.items()}
+        cells = per_eps[f"{eps:g}"] = {side: figures(scorer, candidates, y) for side, scorer in sides.items()}
+        mean = {(side, figure): 100 * sum(v) / len(v) for side, by in cells.items() for figure, v in by.items()}
         print(f"{checkpoint.name} eps {eps:g} ({len(candidates)} examples per image): per-sample worst float "
-              f"{100 * cells['float']['worst']:.1f}% / fixed {100 * cells['fixed']['worst']:.1f}%; one chosen example "
-              f"float {100 * cells['float']['chosen']:.1f}% / fixed {100 * cells['fixed']['chosen']:.1f}%", flush=True)
+              f"{mean['float', 'worst']:.1f}% / fixed {mean['fixed', 'worst']:.1f}%; one chosen example "
+              f"float {mean['float', 'chosen']:.1f}% / fixed {mean['fixed', 'chosen']:.1f}%", flush=True)
+    return per_eps
 
 
 if __name__ == "__main__":
@@ -126,9 +134,16 @@ if __name__ == "__main__":
                         help="a checkpoint and its export (default: the demo's vanilla and tgo+at)")
     parser.add_argument("--eps", default="0.0625,0.125")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="full")
+    parser.add_argument("--device", default="cpu", help="the float model's: cpu | cuda")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, help="also write every image's scores here")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     pairs = args.pair or [(args.root / name, args.root / f"{name}-export" / "model.net")
                           for name in ("vanilla", "tgo+at")]
+    results: Dict[str, Dict] = {}
     for checkpoint_dir, net_file in pairs:
-        check(checkpoint_dir, net_file, args.n, [float(e) for e in args.eps.split(",")], BUDGETS[args.budget])
+        results[str(checkpoint_dir)] = check(checkpoint_dir, net_file, args.n, [float(e) for e in args.eps.split(",")],
+                                             BUDGETS[args.budget], args.device)
+    if args.json:
+        write_json_atomic(args.json, {"n": args.n, "budget": args.budget, "models": results})
