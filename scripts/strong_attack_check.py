@@ -34,8 +34,8 @@ from robust.deployed import logit_scale
 from robust.evaluate import derive_seed
 from robust.seeded import FloatModel, HwSimModel, SeededModel, score
 from robust.surrogates import parse_surrogates
-from train.checkpoint import load_checkpoint
 from tgo_files import write_json_atomic
+from train.checkpoint import load_checkpoint
 from train.data import load_dataset
 
 CHOOSE_SEEDS, SCORE_SEEDS = 40, 20
