@@ -22,11 +22,12 @@ from typing import Dict, List
 
 from robust.command import run_attack
 from robust.options import AttackOptions
+from tgo_errors import UsageError
 from tgo_files import write_json_atomic, write_text_atomic
 from train.checkpoint import CHECKPOINT_NAME, file_sha256, load_checkpoint
 from train.config import DataConfig, ExperimentConfig, apply_method
 from train.data import load_dataset
-from train.trainer import train
+from train.trainer import resolve_device, train
 
 FIGURES = {"engine": "adaptive engine headline (float)", "suite": "classic suite, per-sample worst case"}
 MODELS = {  # name: (method, adversarial training kind)
@@ -110,6 +111,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="training and attacks: cpu | cuda")
     args = parser.parse_args()
+    try:
+        resolve_device(args.device)
+    except UsageError as error:
+        parser.error(str(error))
     seeds = [int(s) for s in args.seeds.split(",")]
     n = args.n or len(load_dataset(DataConfig()).test_x)
     tables: Dict[str, Dict[str, Dict[float, List[float]]]] = {f: {name: {} for name in MODELS} for f in FIGURES}

@@ -34,9 +34,11 @@ from robust.deployed import logit_scale
 from robust.evaluate import derive_seed
 from robust.seeded import FloatModel, HwSimModel, SeededModel, score
 from robust.surrogates import parse_surrogates
+from tgo_errors import UsageError
 from tgo_files import write_json_atomic
 from train.checkpoint import load_checkpoint
 from train.data import load_dataset
+from train.trainer import resolve_device
 
 CHOOSE_SEEDS, SCORE_SEEDS = 40, 20
 
@@ -138,6 +140,10 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="also write every image's scores here")
     args = parser.parse_args()
+    try:
+        resolve_device(args.device)
+    except UsageError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     pairs = args.pair or [(args.root / name, args.root / f"{name}-export" / "model.net")
                           for name in ("vanilla", "tgo+at")]
