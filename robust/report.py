@@ -118,24 +118,28 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot(results: Sequence[ModelResult], path: Path) -> None:
-    """Worst-case robust accuracy vs eps per model (eps 0 = clean), solid; strict variant dashed."""
+def plot(report: Dict[str, Any], path: Path) -> None:
+    """attack.json's content -> robust accuracy (%) vs eps per model (eps 0 = clean): the adaptive engine's
+    headline solid (where it ran), the classic suite's worst case dotted."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for result in results:
-        eps = [0.0] + [r.eps for r in result.eps_results]
-        acc = [result.clean_accuracy] + [r.accuracy for r in result.eps_results]
-        line, = ax.plot(eps, [100 * a for a in acc], marker="o", label=result.name)
-        if result.stochastic:
-            strict = [result.strict_clean_accuracy] + [r.strict_accuracy for r in result.eps_results]
-            ax.plot(eps, [100 * a for a in strict], ls="--", color=line.get_color(), label=f"{result.name} (strict)")
+    for model in report["models"]:
+        color, adaptive = None, model.get("adaptive")
+        if adaptive:
+            line, = ax.plot([0.0] + [row["eps"] for row in adaptive["eps"]],
+                            [100 * adaptive["clean"]] + [100 * row["headline"] for row in adaptive["eps"]],
+                            marker="o", label=f"{model['name']}: adaptive engine")
+            color = line.get_color()
+        ax.plot([0.0] + [row["eps"] for row in model["eps"]],
+                [100 * model["clean_accuracy"]] + [100 * row["worst_case_accuracy"] for row in model["eps"]],
+                ls=":" if adaptive else "-", marker=".", color=color, label=f"{model['name']}: classic suite, worst case")
     ax.set_xlabel("eps (L-inf, input units)")
-    ax.set_ylabel("worst-case robust accuracy (%)")
+    ax.set_ylabel("robust accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     save_figure(fig, path)
 
 
@@ -171,7 +175,8 @@ def write_report(out_dir: Path, results: Sequence[ModelResult], flags: Dict[str,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "attack.json", "md": out_dir / "attack.md", "png": out_dir / "attack.png"}
-    write_json_atomic(paths["json"], to_json(results, flags, status, settings, models_info))
+    report = to_json(results, flags, status, settings, models_info)
+    write_json_atomic(paths["json"], report)
     write_text_atomic(paths["md"], markdown(results, flags, status, settings, models_info))
-    plot(results, paths["png"])
+    plot(report, paths["png"])
     return paths

@@ -3,9 +3,10 @@
 For each seed: train vanilla, TGO, TGO+AT and (as a control) vanilla+AT on digits with `train.trainer.train`
 (seed = training seed; a finished run is reused), then run `tgo attack` on the four checkpoints with the
 same seed (default attacks, surrogates and engine budget; a finished report on the same checkpoints, eps and
-n is reused, so seeds can run as separate processes and be summarized together afterwards). Two figures per
+n is reused, so seeds can run as separate processes and be summarized together afterwards). Three figures per
 model, eps and seed: the adaptive engine's headline on the float model (one chosen example per image scored
-on fresh noise; the README's figure) and the classic suite's per-sample worst case. Writes
+on fresh noise; the README's figure), the engine's per-image minimum and the classic suite's per-sample worst
+case (both minima over noisy scores, so biased low and comparable with each other). Writes
 OUT/seed<S>/<model>/ (runs), OUT/seed<S>/attack/ (reports) and OUT/summary.json + OUT/summary.md: per figure,
 model and eps the accuracy per seed, mean, sample std and range, and the verdict at the main eps (margin of
 means > the larger of the two seed ranges).
@@ -29,7 +30,9 @@ from train.config import DataConfig, ExperimentConfig, apply_method
 from train.data import load_dataset
 from train.trainer import resolve_device, train
 
-FIGURES = {"engine": "adaptive engine headline (float)", "suite": "classic suite, per-sample worst case"}
+FIGURES = {"engine": "adaptive engine headline (float)",
+           "engine_minimum": "adaptive engine, per-image minimum (biased low, like the suite's worst case)",
+           "suite": "classic suite, per-sample worst case"}
 MODELS = {  # name: (method, adversarial training kind)
     "vanilla": ("vanilla", "none"),
     "tgo": ("tgo", "none"),
@@ -94,9 +97,11 @@ def finished_report(report_json: Path, runs: List[Path], eps: str, n: int) -> bo
 
 
 def figures(report_json: Path) -> Dict[str, Dict[str, Dict[float, float]]]:
-    """attack.json -> figure -> model label -> eps -> accuracy (the engine's headline; the suite's worst case)."""
+    """attack.json -> figure (`FIGURES`) -> model label -> eps -> accuracy."""
     models = json.loads(report_json.read_text())["models"]
     return {"engine": {m["name"]: {row["eps"]: row["headline"] for row in m["adaptive"]["eps"]} for m in models},
+            "engine_minimum": {m["name"]: {row["eps"]: row["minimum"] for row in m["adaptive"]["eps"]}
+                               for m in models},
             "suite": {m["name"]: {row["eps"]: row["worst_case_accuracy"] for row in m["eps"]} for m in models}}
 
 
