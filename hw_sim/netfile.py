@@ -224,7 +224,7 @@ def load_net(path: Union[str, Path], num_layers: Optional[int] = None) -> NetFil
     """
     path = Path(path)
     if not path.is_file():
-        raise NetFormatError(f"{path}: no such file")
+        raise NetFormatError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     try:
         handle = h5py.File(path, "r")
     except OSError as err:

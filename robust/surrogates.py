@@ -7,6 +7,7 @@ context manager (train.models.SpikingNetwork); forwards are unchanged.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import ContextManager, List, Optional
 
@@ -50,8 +51,8 @@ def parse_surrogates(text: str, default_alpha: float) -> List[SurrogateSpec]:
                 alpha = float(alpha_text) if alpha_text else float(default_alpha)
             except ValueError:
                 raise UsageError(f"surrogate '{part}': alpha '{alpha_text}' is not a number") from None
-            if not alpha > 0:
-                raise UsageError(f"surrogate '{part}': alpha must be > 0")
+            if not (math.isfinite(alpha) and alpha > 0):
+                raise UsageError(f"surrogate '{part}': alpha must be a finite number > 0")
             spec = SurrogateSpec(name, alpha)
         if spec not in specs:
             specs.append(spec)

@@ -208,6 +208,8 @@ def test_conv_without_input_shape_is_refused(tmp_path):
 def test_missing_file_non_hdf5_and_empty_files_are_refused(tmp_path):
     with pytest.raises(NetFormatError, match="no such file"):
         load_net(tmp_path / "absent.net")
+    with pytest.raises(NetFormatError, match="not a regular file"):
+        load_net(tmp_path)
     (tmp_path / "text.net").write_text("import os; os.remove('x')\n")
     with pytest.raises(NetFormatError, match="not an HDF5 file"):
         load_net(tmp_path / "text.net")

@@ -177,7 +177,7 @@ def test_plain_callable_gets_square_only(digits, linear_digits):
 def test_surrogate_names():
     specs = parse_surrogates("own, superspike:8,ste,own", default_alpha=3.0)
     assert [s.label for s in specs] == ["own", "superspike:8", "ste:3"]
-    for bad in ("nope", "superspike:-1", "ste:x", ""):
+    for bad in ("nope", "superspike:-1", "ste:x", "", "superspike:inf", "arctan:nan"):
         with pytest.raises(UsageError):
             parse_surrogates(bad, 2.0)
 
