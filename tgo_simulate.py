@@ -145,7 +145,7 @@ def write_json(folder: Path, report: Dict) -> Path:
 
 def _load_npy(path: Path, flag: str) -> np.ndarray:
     if not path.is_file():
-        raise UsageError(f"{flag} {path}: no such file")
+        raise UsageError(f"{flag} {path}: {'not a regular file' if path.exists() else 'no such file'}")
     try:
         return np.load(path, allow_pickle=False)  # never unpickles (runs) anything from the file
     except (ValueError, OSError) as err:

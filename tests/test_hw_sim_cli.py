@@ -92,6 +92,7 @@ def _bad_inputs(tmp_path, name, array):
 USAGE_ERRORS = {  # name: (arguments after the model, given the fixture files and tmp_path; message fragment)
     "missing --inputs": (lambda f, t: [], "--inputs"),
     "inputs file absent": (lambda f, t: ["--inputs", t / "nope.npy"], "no such file"),
+    "inputs a folder": (lambda f, t: ["--inputs", t], "not a regular file"),
     "inputs wrong shape": (lambda f, t: ["--inputs", _bad_inputs(t, "s.npy", np.zeros((3, 47)))], "expected float"),
     "inputs outside [0, 1]": (lambda f, t: ["--inputs", _bad_inputs(t, "r.npy", np.full((3, 48), 1.5))], "[0, 1]"),
     "pickled inputs": (lambda f, t: ["--inputs", _bad_inputs(t, "p.npy", np.array([{"a": 1}], dtype=object))],

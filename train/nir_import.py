@@ -168,7 +168,7 @@ def import_nir(path: Path, out: Path, cfg: ExperimentConfig, dt: float = 1e-3) -
     if not (math.isfinite(dt) and dt > 0):
         raise UsageError(f"dt (seconds per step) must be finite and > 0, got {dt}")
     if not Path(path).is_file():
-        raise UsageError(f"{path}: no such file")
+        raise UsageError(f"{path}: {'not a regular file' if Path(path).exists() else 'no such file'}")
     try:
         graph = nir.read(str(path), type_check=False)  # Norse writes batched Input types; weights are checked here
     except Exception as err:  # nir/h5py raise many types for foreign files
