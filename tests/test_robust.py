@@ -206,8 +206,12 @@ def test_tgo_attack_end_to_end(trained_runs, tmp_path):
         assert [row["eps"] for row in adaptive["eps"]] == [0.05, 0.1] and adaptive["budget"]["steps"] == 2
         assert all(row["minimum"] <= row["headline"] <= adaptive["clean"] + 0.05 for row in adaptive["eps"])
     markdown = (out / "attack.md").read_text()
-    for name in names:
-        assert f"| {name} | 0.05 |" in markdown and f"| {name} | 0.1 |" in markdown
+    headline, suite = markdown.split("## Classic suite")
+    for model in report["models"]:
+        name = model["name"]
+        assert f"| {name} | 0.05 |" in suite and f"| {name} | 0.1 |" in suite
+        for row in model["adaptive"]["eps"]:
+            assert f"- {name} eps {row['eps']:g}: **{100 * row['headline']:.1f}%**" in headline
     assert (out / "attack.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "worst case" in result.output
 
