@@ -15,7 +15,7 @@ from robust.attacks import AttackSettings, parse_attacks
 from robust.checks import run_checks
 from robust.engine import SCORING_RULE, Side, run_engine
 from robust.evaluate import ModelResult, evaluate_model
-from robust.options import AttackOptions, EngineBudget
+from robust.options import MAX_COUNT, MAX_INPUT_LEVELS, AttackOptions, EngineBudget
 from robust.report import rich_table, write_report
 from robust.seeded import FloatModel
 from robust.sharding import Plan, block_seed, sharded
@@ -44,22 +44,27 @@ def parse_eps(text: str) -> List[float]:
     return sorted(set(values))
 
 
+def check_count(flag: str, value: int, low: int = 1, high: int = MAX_COUNT) -> None:
+    """UsageError unless low <= value <= high."""
+    if not low <= value <= high:
+        raise UsageError(f"{flag} must be in {low}..{high:,}, got {value}")
+
+
 def _check_counts(options: AttackOptions) -> None:
     for flag, value in (("--eot-k", options.eot_k), ("--repeats", options.repeats), ("--restarts", options.restarts),
                         ("--apgd-steps", options.apgd_steps), ("--square-queries", options.square_queries),
                         ("--batch-size", options.batch_size), ("--n", 1 if options.n is None else options.n),
                         ("--steps", options.steps), ("--search-queries", options.search_queries),
-                        ("--input-levels", options.input_levels), ("--block", options.block)):
-        if value < 1:
-            raise UsageError(f"{flag} must be >= 1, got {value}")
+                        ("--block", options.block)):
+        check_count(flag, value)
+    check_count("--input-levels", options.input_levels, high=MAX_INPUT_LEVELS)
 
 
 def check_budget(budget: EngineBudget) -> None:
-    """UsageError unless every count of the engine's budget is >= 1 (eot_k >= 0: 0 means probe)."""
+    """UsageError unless every count of the engine's budget is in 1..MAX_COUNT (eot_k from 0: 0 means probe)."""
     for flag, value, low in (("--steps", budget.steps, 1), ("--restarts", budget.restarts, 1),
                              ("--eot-k", budget.eot_k, 0), ("--search-queries", budget.search_queries, 1)):
-        if value < low:
-            raise UsageError(f"{flag} must be >= {low}, got {value}")
+        check_count(flag, value, low)
 
 
 def _labels(paths: Sequence[Path]) -> List[str]:

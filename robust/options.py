@@ -8,6 +8,9 @@ DEFAULT_ATTACKS = "fgsm,rfgsm,pgd10,pgd20,eot-pgd20,apgd-ce,apgd-dlr,eot-apgd-ce
 DEFAULT_SURROGATES = "own,superspike:8,triangle:4"   # the trained one, a sharper one, one of another family
 DEFAULT_SWEEP = "own,superspike:10,superspike:30,arctan:10,triangle:10,sigmoid:30,ste"
 SAMPLE_BLOCK = 256   # samples per block: the unit of seeding and of sharding across ranks (robust.sharding)
+MAX_COUNT = 1_000_000   # the most steps, draws, restarts, queries, repeats or samples any option takes: beyond it
+                        # a run never ends (and sizes overflow torch's int64): a typo, not a plan
+MAX_INPUT_LEVELS = 65535   # the finest input grid of the engine's level search (16-bit images)
 DEFAULT_TWIN_SWEEP = "own"   # the integer twin costs 2-3x the float model per gradient; hw_sim search covers it
 
 

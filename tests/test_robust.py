@@ -222,7 +222,11 @@ def test_tgo_attack_end_to_end(trained_runs, tmp_path):
     (["--attacks", "fgsm,cw"], "unknown attack 'cw'"),
     (["--n", "100000"], "larger than the test split"),
     (["--surrogates", "bogus"], "unknown surrogate"),
-    (["--eot-k", "0"], "--eot-k must be >= 1"),
+    (["--eot-k", "0"], "--eot-k must be in 1..1,000,000, got 0"),
+    (["--eot-k", "99999999999999999999"], "--eot-k must be in 1..1,000,000"),
+    (["--repeats", "1000001"], "--repeats must be in 1..1,000,000"),
+    (["--input-levels", "99999999999999999999"], "--input-levels must be in 1..65,535"),
+    (["--attacks", "fgsm,pgd99999999999999999999"], "PGD takes 1..1,000,000 steps"),
     (["--dataset", "mnist5k"], "expects inputs (1, 8, 8)"),
 ])
 def test_tgo_attack_usage_errors(trained_runs, tmp_path, args, message):

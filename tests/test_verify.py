@@ -117,7 +117,8 @@ def test_bad_input_exits_2(exported_runs, tmp_path):
     net = str(export_dir / "model.net")
     for args, message in ((["--tolerance", "5"], "--tolerance"), (["--eps", "2"], "outside [0, 1]"),
                           (["--n", "100000"], "--n must be"), (["--surrogates", "nope"], "unknown surrogate"),
-                          (["--steps", "0"], "--steps must be")):
+                          (["--steps", "0"], "--steps must be"),
+                          (["--steps", "99999999999999999999"], "--steps must be in 1..1,000,000")):
         result = runner.invoke(app, ["verify", str(run_dir), net, "-o", str(tmp_path), "--quiet", *args])
         assert result.exit_code == 2 and message in result.output, result.output
     result = runner.invoke(app, ["verify", str(run_dir), str(tmp_path / "missing.net"), "-o", str(tmp_path)])

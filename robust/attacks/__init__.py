@@ -19,6 +19,7 @@ from robust.attacks.fgsm import FGSM
 from robust.attacks.pgd import PGD
 from robust.attacks.rfgsm import RFGSM
 from robust.attacks.square import Square
+from robust.options import MAX_COUNT
 from tgo_errors import UsageError
 
 NAME_FORMS = "fgsm, rfgsm, pgd<steps> (e.g. pgd20), apgd-ce, apgd-dlr, square, each optionally prefixed 'eot-'"
@@ -72,8 +73,8 @@ def parse_attack(name: str) -> AttackSpec:
     if match is None:
         raise UsageError(f"unknown attack '{name}' (names: {NAME_FORMS})")
     eot, body, steps = match.group(1) is not None, match.group(2), match.group(3)
-    if steps is not None and int(steps) < 1:
-        raise UsageError(f"attack '{name}': PGD needs at least 1 step")
+    if steps is not None and not 1 <= int(steps) <= MAX_COUNT:
+        raise UsageError(f"attack '{name}': PGD takes 1..{MAX_COUNT:,} steps")
     base = "pgd" if steps is not None else body
     return AttackSpec(("eot-" if eot else "") + body, base, eot, int(steps) if steps else None)
 
