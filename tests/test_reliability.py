@@ -154,7 +154,7 @@ def test_resume_guards_the_optimizer_state(tiny_run, tmp_path):
     (["--delta", "nan"], "tgo.delta must be a finite number"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--seed", str(2 ** 64)], "seed must be in [0, 2^63 - 1]"),
-    (["--hidden", "100000000"], "GiB"),
+    (["--hidden", "16000000"], "GiB"),
     (["-T", "100000000"], "GiB"),
     (["--surrogate", "nope"], "unknown surrogate"),
     (["--dataset", "nope"], "unknown dataset"),

@@ -68,7 +68,7 @@ def test_resume_continues_exactly(tmp_path):
     (["--method", "magic"], "unknown method"),
     (["--adv-eps", "2"], "eps must be in [0, 1]"),
     (["--hidden", "12,x"], "comma-separated integers"),
-    (["--hidden", "99999999999999999999"], "hidden sizes must be in [1, 65536]"),
+    (["--hidden", "99999999999999999999"], "hidden sizes must be in [1, 16777216]"),
     (["--dataset", "mnist"], "--data-dir"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/folder"], "does not exist"),
     (["--resume"], "no checkpoint to resume"),

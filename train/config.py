@@ -21,8 +21,9 @@ SEED_MAX = (1 << 63) - 1           # torch generators take 64-bit seeds; epoch s
 SPLIT_SEED_MAX = (1 << 32) - 1     # scikit-learn's random_state range
 MAX_EPOCHS, MAX_ADV_STEPS = 1_000_000, 10_000  # beyond these a run never ends: a typo, not a plan
 MAX_THREADS = 4096
-MAX_WIDTH = 1 << 16  # vgg11 base width and hidden sizes: at 2^16 channels vgg11's weights alone exceed any
-                     # device's memory (and far wider layers overflow torch's int64 sizes)
+MAX_WIDTH = 1 << 16  # vgg11 base width: at 2^16 channels its weights alone exceed any device's memory
+MAX_HIDDEN = 1 << 24  # far wider layers overflow torch's int64 storage sizes (out x in x bytes); the memory
+                      # check (train.budget) refuses much narrower ones, saying how many GiB they would need
 
 
 @dataclass
@@ -125,8 +126,8 @@ class ExperimentConfig:
             (1 <= m.width <= MAX_WIDTH, f"width must be in [1, {MAX_WIDTH}], got {m.width}"),
             (n.surrogate in SURROGATES, f"unknown surrogate '{n.surrogate}' (choose from {', '.join(SURROGATES)})"),
             (m.timesteps >= 1, f"timesteps must be >= 1, got {m.timesteps}"),
-            (all(1 <= h <= MAX_WIDTH for h in m.hidden) and len(m.hidden) >= 1,
-             f"hidden sizes must be in [1, {MAX_WIDTH}], got {m.hidden}"),
+            (all(1 <= h <= MAX_HIDDEN for h in m.hidden) and len(m.hidden) >= 1,
+             f"hidden sizes must be in [1, {MAX_HIDDEN}], got {m.hidden}"),
             (n.sigma >= 0 and t.sigma >= 0, f"sigma must be >= 0, got {min(n.sigma, t.sigma)}"),
             (n.v_th > 0, f"v_th must be > 0, got {n.v_th}"),
             (n.alpha > 0, f"surrogate alpha must be > 0, got {n.alpha}"),
