@@ -1,4 +1,5 @@
-"""The one exception type for user mistakes: the CLI prints its message on one line and exits 2."""
+"""User mistakes: the one exception type (the CLI prints its message on one line and exits 2) and its wording."""
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -6,3 +7,8 @@ class UsageError(Exception):
 
     Raise it with a message that names the problem and, where possible, the fix.
     """
+
+
+def unreadable_path(path: Path) -> str:
+    """Why `path`, which is not a regular file, cannot be read: 'no such file' or 'not a regular file'."""
+    return "not a regular file" if Path(path).exists() else "no such file"

@@ -23,7 +23,7 @@ from hw_sim.compare import Mismatch, first_mismatch
 from hw_sim.netfile import NetFile, load_net
 from hw_sim.report import Tally, layer_type
 from hw_sim.simulator import Run, encode_inputs, simulate
-from tgo_errors import UsageError
+from tgo_errors import UsageError, unreadable_path
 from tgo_files import check_output_dir, write_json_atomic
 from tgo_provenance import provenance
 
@@ -145,7 +145,7 @@ def write_json(folder: Path, report: Dict) -> Path:
 
 def _load_npy(path: Path, flag: str) -> np.ndarray:
     if not path.is_file():
-        raise UsageError(f"{flag} {path}: {'not a regular file' if path.exists() else 'no such file'}")
+        raise UsageError(f"{flag} {path}: {unreadable_path(path)}")
     try:
         return np.load(path, allow_pickle=False)  # never unpickles (runs) anything from the file
     except (ValueError, OSError) as err:

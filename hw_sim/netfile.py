@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from hw_sim import prng
-from tgo_errors import UsageError
+from tgo_errors import UsageError, unreadable_path
 
 DECAY_UNITY = 4096          # decays are out of 4096
 VTH_MANT_MAX = (1 << 18) - 1  # slayer's non-spiking readout writes (1<<18)-1; netx's own default is 1<<17
@@ -224,7 +224,7 @@ def load_net(path: Union[str, Path], num_layers: Optional[int] = None) -> NetFil
     """
     path = Path(path)
     if not path.is_file():
-        raise NetFormatError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+        raise NetFormatError(f"{path}: {unreadable_path(path)}")
     try:
         handle = h5py.File(path, "r")
     except OSError as err:

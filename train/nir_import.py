@@ -27,7 +27,7 @@ import nir
 import numpy as np
 import torch
 
-from tgo_errors import UsageError
+from tgo_errors import UsageError, unreadable_path
 from train.budget import check_memory
 from train.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from train.config import ExperimentConfig, apply_method
@@ -168,7 +168,7 @@ def import_nir(path: Path, out: Path, cfg: ExperimentConfig, dt: float = 1e-3) -
     if not (math.isfinite(dt) and dt > 0):
         raise UsageError(f"dt (seconds per step) must be finite and > 0, got {dt}")
     if not Path(path).is_file():
-        raise UsageError(f"{path}: {'not a regular file' if Path(path).exists() else 'no such file'}")
+        raise UsageError(f"{path}: {unreadable_path(path)}")
     try:
         graph = nir.read(str(path), type_check=False)  # Norse writes batched Input types; weights are checked here
     except Exception as err:  # nir/h5py raise many types for foreign files
